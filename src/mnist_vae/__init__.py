@@ -1,0 +1,3 @@
+"""mnist-vae: a variational autoencoder for handwritten digits (LSTM encoder, transposed-conv decoder)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,191 @@
+"""Checkpoints: weights as safetensors, trainer state, and a manifest of checksums, written atomically.
+
+A checkpoint is a folder ``RUN/checkpoints/E{epoch:04d}-S{step:05d}/`` holding
+
+- ``model.safetensors``: the weights, with the run config as JSON in its metadata, so a
+  checkpoint alone is enough to rebuild the model;
+- ``trainer.pt``: optimizer state, RNG states, progress and metric history (loaded with
+  ``weights_only=True``: tensors and plain containers only);
+- ``manifest.json``: format tag and the SHA-256 of the two files above, written last.
+
+It is built in a hidden temporary folder, flushed, and renamed into place, so a folder with that
+name is either complete or absent. The two newest good checkpoints are kept; a checkpoint whose
+manifest is missing or whose checksums fail is skipped with a message, falling back to the one
+before it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import RunConfig
+from .errors import CheckpointError, ConfigError
+from .fileio import _umask, atomic_write_text, fsync_dir, sha256_file
+
+FORMAT = "mnist-vae-checkpoint/1"
+KEEP = 2
+_NAME = re.compile(r"^E(\d{4,})-S(\d{5,})$")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: config, model weights and trainer state."""
+
+    path: Path
+    config: RunConfig
+    weights: dict[str, torch.Tensor]
+    trainer: dict[str, Any]
+
+
+def checkpoint_name(epoch: int, step: int) -> str:
+    """Folder name for the state after ``epoch`` full epochs and ``step`` steps of the next."""
+    return f"E{epoch:04d}-S{step:05d}"
+
+
+def save_checkpoint(
+    run_dir: Path, config: RunConfig, model: torch.nn.Module, trainer: dict[str, Any], epoch: int, step: int
+) -> Path:
+    """Write a checkpoint atomically and prune old ones; returns its folder."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(epoch, step)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
+        weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": FORMAT, "config": json.dumps(config.to_dict())})
+        torch.save(trainer, tmp / "trainer.pt")
+        manifest = {
+            "format": FORMAT,
+            "epoch": epoch,
+            "step": step,
+            "files": {name: sha256_file(tmp / name) for name in ("model.safetensors", "trainer.pt")},
+        }
+        for name in ("model.safetensors", "trainer.pt"):
+            with open(tmp / name, "rb+") as f:
+                os.fsync(f.fileno())
+        atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1))
+        fsync_dir(tmp)
+        if final.exists():  # same position saved twice (e.g. interrupted right after an epoch end)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _prune(root)
+    return final
+
+
+def _prune(root: Path) -> None:
+    # Keep the KEEP newest *good* checkpoints; anything older (or half-written leftovers) goes.
+    for leftover in root.glob(".tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    good = [p for p in list_checkpoints(root.parent) if verify_checkpoint(p) is None]
+    keep = set(good[-KEEP:])
+    for p in list_checkpoints(root.parent):
+        if good and p not in keep and p < good[-1]:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint folders of a run, oldest first (by epoch, then step)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name))
+
+
+def verify_checkpoint(path: Path) -> str | None:
+    """None if the checkpoint's files match its manifest, else a short reason."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "manifest.json is missing"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "manifest.json is unreadable"
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
+        return f"not a {FORMAT} checkpoint"
+    for name in ("model.safetensors", "trainer.pt"):
+        expected = manifest["files"].get(name)
+        try:
+            actual = sha256_file(path / name)
+        except OSError:
+            return f"{name} is missing"
+        if actual != expected:
+            return f"{name} fails its checksum"
+    return None
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load one checkpoint folder; any damage raises :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    problem = verify_checkpoint(path)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
+    weights, config = read_weights(path / "model.safetensors")
+    try:
+        trainer = torch.load(path / "trainer.pt", map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged pickles
+        raise CheckpointError(f"{path / 'trainer.pt'}: unreadable trainer state ({type(exc).__name__})") from None
+    if not isinstance(trainer, dict):
+        raise CheckpointError(f"{path / 'trainer.pt'}: trainer state is not a dict")
+    return Checkpoint(path=path, config=config, weights=weights, trainer=trainer)
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], RunConfig]:
+    """Weights and embedded config of a ``model.safetensors`` written by this program."""
+    path = Path(path)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        weights = load_file(str(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({str(exc).splitlines()[0][:120]})") from None
+    if metadata.get("format") != FORMAT or "config" not in metadata:
+        raise CheckpointError(f"{path}: not an mnist-vae checkpoint (no {FORMAT} metadata)")
+    try:
+        config = RunConfig.from_dict(json.loads(metadata["config"]), source=f"{path} metadata")
+    except (json.JSONDecodeError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: embedded config is invalid: {exc}") from None
+    return weights, config
+
+
+def latest_checkpoint(run_dir: Path, warn: Callable[[str], None] = print) -> Checkpoint | None:
+    """The newest checkpoint that loads; damaged newer ones are reported through ``warn`` and skipped."""
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            return load_checkpoint(path)
+        except CheckpointError as exc:
+            warn(f"warning: skipping damaged checkpoint {exc}; falling back to the previous one")
+    return None
+
+
+def load_model_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:
+    """Load weights, turning an architecture mismatch into a one-line :class:`CheckpointError`."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    wrong = sorted(k for k in set(own) & set(weights) if own[k].shape != weights[k].shape)
+    if missing or unexpected or wrong:
+        detail = (
+            f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+            else f"{wrong[0]} has shape {tuple(weights[wrong[0]].shape)}, the config needs {tuple(own[wrong[0]].shape)}"
+        )
+        raise CheckpointError(f"{source}: weights do not fit this architecture ({detail})")
+    model.load_state_dict(weights)

@@ -1,0 +1,311 @@
+"""Typed, validated configuration: the model's architecture and the training run.
+
+A run is described by one :class:`RunConfig` (``name`` + :class:`ModelConfig` + :class:`TrainConfig`).
+Configs round-trip through plain dicts and TOML, are validated when built, and every error names
+the field at fault. Field names are unique across the two sections, so ``--set latent_dim=2`` and
+``--set model.latent_dim=2`` both work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+IMAGE_SIZE = 28
+ENCODERS = ("lstm", "mlp")
+READOUTS = ("last", "all")
+HEADS = ("conv", "dense")
+DROPOUT_PLACES = ("every-hidden", "between-convs")
+BINARIZE_MODES = ("none", "static", "dynamic")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the VAE.
+
+    Encoder: ``lstm`` reads the image as 28 rows of 28 pixels; ``readout`` picks the final hidden
+    state (``last``) or all 28 outputs flattened (``all``). ``mlp`` flattens the image instead.
+    ``encoder_hidden`` are dense layers between the readout (or the flat image) and the μ / log σ²
+    heads.
+
+    Decoder: ``decoder_dense`` dense layers, the last of which must have C·H·W units of
+    ``decoder_reshape``; then transposed convolutions ``decoder_convs`` as (out_channels, stride),
+    kernel 3, "same" padding (output side = input side · stride). With ``head="conv"`` the last
+    convolution must output one channel of 28×28 logits; with ``head="dense"`` its output is
+    flattened into a dense layer to 784 logits (the published code).
+    """
+
+    encoder: Literal["lstm", "mlp"] = "lstm"
+    lstm_hidden: int = 64
+    readout: Literal["last", "all"] = "last"
+    encoder_hidden: tuple[int, ...] = ()
+    latent_dim: int = 16
+    relu_on_mu: bool = False
+    decoder_dense: tuple[int, ...] = (256, 7 * 7 * 32)
+    decoder_reshape: tuple[int, int, int] = (32, 7, 7)
+    decoder_convs: tuple[tuple[int, int], ...] = ((32, 2), (16, 2), (1, 1))
+    head: Literal["conv", "dense"] = "conv"
+    dropout: float = 0.0
+    dropout_where: Literal["every-hidden", "between-convs"] = "every-hidden"
+    kernel_size: int = 3
+
+    def __post_init__(self) -> None:
+        _check_choice("encoder", self.encoder, ENCODERS)
+        _check_choice("readout", self.readout, READOUTS)
+        _check_choice("head", self.head, HEADS)
+        _check_choice("dropout_where", self.dropout_where, DROPOUT_PLACES)
+        _check_positive("lstm_hidden", self.lstm_hidden)
+        _check_positive("latent_dim", self.latent_dim)
+        for i, width in enumerate(self.encoder_hidden):
+            _check_positive(f"encoder_hidden[{i}]", width)
+        if not self.decoder_dense:
+            raise ConfigError("decoder_dense: needs at least one dense layer (the one that feeds the reshape)")
+        for i, width in enumerate(self.decoder_dense):
+            _check_positive(f"decoder_dense[{i}]", width)
+        if len(self.decoder_reshape) != 3:
+            raise ConfigError(f"decoder_reshape: expected [channels, height, width], got {list(self.decoder_reshape)}")
+        for i, v in enumerate(self.decoder_reshape):
+            _check_positive(f"decoder_reshape[{i}]", v)
+        for i, conv in enumerate(self.decoder_convs):
+            if len(conv) != 2:
+                raise ConfigError(f"decoder_convs[{i}]: expected [out_channels, stride], got {list(conv)}")
+            _check_positive(f"decoder_convs[{i}] out_channels", conv[0])
+            _check_positive(f"decoder_convs[{i}] stride", conv[1])
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ConfigError(f"kernel_size: must be a positive odd number for 'same' padding, got {self.kernel_size}")
+        if not (0.0 <= self.dropout < 1.0) or math.isnan(self.dropout):
+            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
+        c, h, w = self.decoder_reshape
+        if self.decoder_dense[-1] != c * h * w:
+            raise ConfigError(
+                f"decoder_dense: the last dense layer has {self.decoder_dense[-1]} units but decoder_reshape "
+                f"{c}x{h}x{w} needs {c * h * w}"
+            )
+        shape = self.decoder_output_shape()
+        if self.head == "conv" and shape != (1, IMAGE_SIZE, IMAGE_SIZE):
+            raise ConfigError(
+                f"decoder_convs: the decoder reaches {_fmt_shape(shape)} but must end at 1x28x28 "
+                f"(channels x height x width) when head='conv'"
+            )
+        if self.head == "dense" and not self.decoder_convs and shape[0] * shape[1] * shape[2] < 1:
+            raise ConfigError("decoder_convs: empty decoder")
+
+    def decoder_output_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) after the last transposed convolution."""
+        c, h, w = self.decoder_reshape
+        for out_ch, stride in self.decoder_convs:
+            c, h, w = out_ch, h * stride, w * stride
+        return c, h, w
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained: optimiser, schedule, data and seed."""
+
+    epochs: int = 50
+    batch_size: int = 100
+    lr: float = 5e-4
+    beta: float = 1.0
+    kl_warmup_epochs: int = 0
+    seed: int = 0
+    dataset: str = "auto"
+    data_path: str = ""
+    binarize: Literal["none", "static", "dynamic"] = "none"
+    eval_batch_size: int = 1000
+    threads: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "cpu"
+    n_samples: int = 64
+
+    def __post_init__(self) -> None:
+        _check_positive("epochs", self.epochs)
+        _check_positive("batch_size", self.batch_size)
+        _check_positive("eval_batch_size", self.eval_batch_size)
+        _check_positive("n_samples", self.n_samples)
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr: must be a positive number, got {self.lr}")
+        if not (self.beta >= 0 and math.isfinite(self.beta)):
+            raise ConfigError(f"beta: must be a non-negative number, got {self.beta}")
+        if self.kl_warmup_epochs < 0:
+            raise ConfigError(f"kl_warmup_epochs: must be >= 0, got {self.kl_warmup_epochs}")
+        if self.threads < 0:
+            raise ConfigError(f"threads: must be >= 0 (0 = all cores), got {self.threads}")
+        _check_choice("binarize", self.binarize, BINARIZE_MODES)
+        _check_choice("precision", self.precision, PRECISIONS)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A named model configuration plus how to train it."""
+
+    name: str = "custom"
+    description: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON/TOML-ready dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "RunConfig":
+        """Build and validate from a dict; unknown keys and wrong types raise :class:`ConfigError`."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a table of settings, got {type(data).__name__}")
+        unknown = set(data) - {"name", "description", "model", "train"}
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {sorted(map(str, unknown))}; valid: name, description, model, train")
+        name = _coerce("name", data.get("name", "custom"), str, source)
+        description = _coerce("description", data.get("description", ""), str, source)
+        model = _build(ModelConfig, data.get("model", {}), f"{source} [model]")
+        train = _build(TrainConfig, data.get("train", {}), f"{source} [train]")
+        return cls(name=name, description=description, model=model, train=train)
+
+    def to_toml(self) -> str:
+        """TOML text that :func:`load_toml` reads back to an equal config."""
+        d = self.to_dict()
+        lines = [f"name = {_toml_value(d['name'])}", f"description = {_toml_value(d['description'])}", ""]
+        for section in ("model", "train"):
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in d[section].items()]
+            lines.append("")
+        return "\n".join(lines)
+
+    def override(self, assignments: list[str]) -> "RunConfig":
+        """Apply ``key=value`` strings (``latent_dim=2``, ``train.lr=1e-3``); values parse as TOML."""
+        d = self.to_dict()
+        for item in assignments:
+            if "=" not in item:
+                raise ConfigError(f"--set {item!r}: expected key=value, e.g. latent_dim=2")
+            key, raw = (s.strip() for s in item.split("=", 1))
+            section, _, name = key.rpartition(".")
+            if section and section not in ("model", "train"):
+                raise ConfigError(f"--set {key}: unknown section {section!r}; use model.<field> or train.<field>")
+            if not section:
+                if name in ("name", "description"):
+                    d[name] = raw
+                    continue
+                section = "model" if name in _field_names(ModelConfig) else "train"
+            if name not in _field_names(ModelConfig if section == "model" else TrainConfig):
+                valid = sorted(_field_names(ModelConfig) | _field_names(TrainConfig))
+                raise ConfigError(f"--set {key}: unknown field {name!r}; valid fields: {', '.join(valid)}")
+            try:
+                value = tomllib.loads(f"v = {raw}")["v"]
+            except tomllib.TOMLDecodeError:
+                value = raw  # a bare word such as `binarize=dynamic`
+            d[section][name] = value
+        return RunConfig.from_dict(d, source="--set")
+
+
+def load_toml(path: str | Path) -> RunConfig:
+    """Read a config file written by :meth:`RunConfig.to_toml` (or by hand)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data.setdefault("name", path.stem)
+    return RunConfig.from_dict(data, source=str(path))
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+def _check_positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name}: must be a positive integer, got {value!r}")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+
+
+def _fmt_shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(s) for s in shape)
+
+
+def _build(cls: type, data: Any, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a table of settings, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    valid = _field_names(cls)
+    unknown = [k for k in data if k not in valid]
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {sorted(map(str, unknown))}; valid keys: {', '.join(sorted(valid))}")
+    kwargs = {k: _coerce(k, v, hints[k], source) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
+    """Check ``value`` against the annotation ``hint``, converting lists to tuples and ints to floats."""
+    origin = get_origin(hint)
+    bad = ConfigError(f"{source}: {name} = {value!r} is not a valid {_hint_name(hint)}")
+    if origin is Literal:
+        if value not in get_args(hint):
+            raise ConfigError(f"{source}: {name} = {value!r} is not one of {', '.join(map(str, get_args(hint)))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        args = get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(f"{name}[{i}]", v, args[0], source) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{source}: {name} needs {len(args)} values, got {len(value)}")
+        return tuple(_coerce(f"{name}[{i}]", v, a, source) for i, (v, a) in enumerate(zip(value, args)))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise bad  # pragma: no cover - every field type is handled above
+
+
+def _hint_name(hint: Any) -> str:
+    origin = get_origin(hint)
+    if origin is tuple:
+        return "list"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # JSON string escapes are valid TOML basic strings
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")

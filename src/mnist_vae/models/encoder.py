@@ -1,0 +1,49 @@
+"""Encoders q(z|x): an LSTM over the image rows, or a dense MLP baseline."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import IMAGE_SIZE, ModelConfig
+
+
+def _mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for d_in, d_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(d_in, d_out), nn.ReLU()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """x [B, 28, 28] in [0, 1] -> (μ, log σ²), each [B, latent_dim]."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if cfg.encoder == "lstm":
+            # One step per image row: 28 steps of 28 pixels.
+            self.lstm = nn.LSTM(input_size=IMAGE_SIZE, hidden_size=cfg.lstm_hidden, batch_first=True)
+            features = cfg.lstm_hidden * (IMAGE_SIZE if cfg.readout == "all" else 1)
+        else:
+            self.lstm = None
+            features = IMAGE_SIZE * IMAGE_SIZE
+        self.hidden = _mlp([features, *cfg.encoder_hidden])
+        width = cfg.encoder_hidden[-1] if cfg.encoder_hidden else features
+        self.mu = nn.Linear(width, cfg.latent_dim)
+        self.logvar = nn.Linear(width, cfg.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.reshape(x.shape[0], IMAGE_SIZE, IMAGE_SIZE)  # [B, 28 rows, 28 pixels]
+        if self.lstm is not None:
+            out, (h_n, _) = self.lstm(x)  # out [B, 28, H]; h_n [1, B, H]
+            h = out.flatten(1) if self.cfg.readout == "all" else h_n[-1]  # [B, 28·H] or [B, H]
+        else:
+            h = x.flatten(1)  # [B, 784]
+        h = self.hidden(h)
+        mu = self.mu(h)
+        if self.cfg.relu_on_mu:
+            mu = torch.relu(mu)  # the published code's flaw, kept only in the `original` preset
+        return mu, self.logvar(h)

@@ -1,0 +1,390 @@
+"""Training: ``train(cfg, out_dir) -> metrics``, with per-epoch checkpoints and exact resume.
+
+Reproducibility contract: with the same seed, data and machine, a run interrupted at any point
+and resumed ends with bitwise the same weights as an uninterrupted run. Everything random is
+drawn from two streams whose states live in every checkpoint: ``data_rng`` (the epoch's shuffle
+and dynamic binarisation, both drawn at the start of the epoch) and torch's global RNG
+(reparameterisation noise and dropout). Evaluation draws from its own generator seeded by
+(seed, epoch), so measuring never shifts training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from . import __version__
+from .checkpoint import latest_checkpoint, load_model_weights, save_checkpoint
+from .config import RunConfig, load_toml
+from .data import Dataset, binarize, load_dataset, to_unit_float
+from .fileio import atomic_write_text
+from .errors import CheckpointError, ConfigError, RunExistsError, TrainingDiverged
+from .evaluate import elbo
+from .losses import elbo_terms, kl_weight
+from .models import VAE, count_parameters
+
+RUN_MARKER = "run.json"  # every run folder has one; its presence means "a run lives here"
+SNAPSHOT_EVERY = 5  # decode the fixed z after epoch 1, 5, 10, ... and the last
+N_SNAPSHOT = 16
+TEST_BINARIZE_SEED = 1234  # the test split is binarised once, identically for every run
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT/SIGTERM after saving a checkpoint; ``signum`` tells which."""
+
+    def __init__(self, signum: int, checkpoint: Path) -> None:
+        super().__init__(f"interrupted by signal {signum}; saved {checkpoint}")
+        self.signum = signum
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class Prepared:
+    """Tensors a run trains and evaluates on, already on the device."""
+
+    dataset: Dataset
+    train_x: torch.Tensor  # [N, 28, 28] float in [0, 1] (before per-epoch dynamic binarisation)
+    test_x: torch.Tensor  # [M, 28, 28] float, binarised once if binarisation is on
+    test_labels: torch.Tensor
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; an unavailable device is a :class:`ConfigError`."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name!r} requested but CUDA is not available on this machine")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device: 'mps' requested but MPS is not available on this machine")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device: {name!r} is not one of auto, cpu, cuda, cuda:N, mps") from None
+
+
+def autocast_for(precision: str, device: torch.device) -> torch.autocast | None:
+    """An autocast context for bf16/fp16 (reused; autocast objects are re-enterable), None for fp32."""
+    if precision == "fp32":
+        return None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def set_threads(threads: int) -> int:
+    """Set torch's intra-op threads (0 = one per core) and return the number in use."""
+    n = threads or os.cpu_count() or 1
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def prepare_data(cfg: RunConfig, device: torch.device, log: Callable[[str], None] = print, dataset: Dataset | None = None) -> Prepared:
+    """Load the dataset the config names and move it to ``device`` as float tensors, once."""
+    t = cfg.train
+    ds = dataset or load_dataset(t.dataset, t.data_path or None, log=log)
+    train_x = to_unit_float(ds.train_images).to(device)
+    test_x = to_unit_float(ds.test_images).to(device)
+    if t.binarize == "static":
+        train_x = binarize(train_x, "static")
+    if t.binarize != "none":
+        g = torch.Generator(device=device).manual_seed(TEST_BINARIZE_SEED)
+        test_x = binarize(test_x, t.binarize, g)
+    return Prepared(ds, train_x, test_x, ds.test_labels.to(device))
+
+
+def new_run_dir(cfg: RunConfig, out: str | Path | None, root: str | Path = "runs") -> Path:
+    """``out`` if given, else ``runs/<config>-<YYYYmmdd-HHMMSS>``."""
+    if out:
+        return Path(out)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{cfg.name}-{stamp}"
+
+
+def claim_run_dir(run_dir: Path, force: bool) -> None:
+    """Create ``run_dir`` for a new run; refuse to overwrite an existing run unless ``force``."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunExistsError(f"{run_dir}: exists and is not a folder")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not (run_dir / RUN_MARKER).exists():
+            raise RunExistsError(f"{run_dir}: folder is not empty and holds no mnist-vae run; choose another --out")
+        if not force:
+            raise RunExistsError(f"{run_dir}: already holds a run; use --resume {run_dir} to continue it or --force to replace it")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The config a run was started with (``RUN/config.toml``)."""
+    if not (Path(run_dir) / RUN_MARKER).exists():
+        raise CheckpointError(f"{run_dir}: no mnist-vae run here (missing {RUN_MARKER})")
+    return load_toml(Path(run_dir) / "config.toml")
+
+
+@contextmanager
+def _stop_signals() -> Iterator[dict[str, int]]:
+    """Turn SIGINT/SIGTERM into a flag the loop checks between steps (main thread only)."""
+    flag: dict[str, int] = {}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        flag["signum"] = signum
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", unit_scale=True, leave=False, dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+
+
+def snapshot_epochs(epochs: int) -> list[int]:
+    """Epochs after which the fixed z is decoded: 1, 5, 10, 15, ... and the last."""
+    marks = {1, epochs} | set(range(SNAPSHOT_EVERY, epochs + 1, SNAPSHOT_EVERY))
+    return sorted(m for m in marks if m <= epochs)
+
+
+def train(
+    cfg: RunConfig,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    figures: bool = True,
+    log: Callable[[str], None] = print,
+    dataset: Dataset | None = None,
+    stop_after_steps: int | None = None,
+) -> dict[str, Any]:
+    """Train ``cfg`` into ``out_dir`` and return the last epoch's metrics.
+
+    ``resume=True`` continues the run in ``out_dir`` from its newest good checkpoint (``cfg`` may
+    only change ``train.epochs``). ``stop_after_steps`` simulates an interruption (tests).
+    """
+    run_dir = new_run_dir(cfg, out_dir)
+    t = cfg.train
+    device = resolve_device(t.device)
+    threads = set_threads(t.threads)
+    ckpt = None
+    if resume:
+        saved = read_run_config(run_dir)
+        if saved.model != cfg.model or _train_fixed(saved) != _train_fixed(cfg):
+            raise ConfigError(f"{run_dir}: --resume may only change train.epochs; the given config differs from the run's config.toml")
+        ckpt = latest_checkpoint(run_dir, warn=log)
+    else:
+        claim_run_dir(run_dir, force)
+
+    torch.manual_seed(t.seed)
+    data_rng = torch.Generator(device="cpu").manual_seed(t.seed)
+    data = prepare_data(cfg, device, log=log, dataset=dataset)
+    model = VAE(cfg.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+    scaler = torch.amp.GradScaler(device.type) if t.precision == "fp16" else None
+    autocast = autocast_for(t.precision, device)
+    fixed_z = torch.randn((N_SNAPSHOT, cfg.model.latent_dim), generator=torch.Generator().manual_seed(t.seed + 1)).to(device)
+
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "snapshots": {}, "partial": None, "seconds": 0.0}
+    if ckpt is not None:
+        load_model_weights(model, ckpt.weights, ckpt.path / "model.safetensors")
+        optimizer.load_state_dict(ckpt.trainer["optimizer"])
+        if scaler is not None and "scaler" in ckpt.trainer:
+            scaler.load_state_dict(ckpt.trainer["scaler"])
+        torch.set_rng_state(ckpt.trainer["torch_rng"])
+        data_rng.set_state(ckpt.trainer["data_rng"])
+        state = ckpt.trainer["state"]
+        _check_same_data(run_dir, data.dataset)
+        log(f"resuming {run_dir} from {ckpt.path.name} (epoch {state['epoch']}, step {state['step']})")
+    elif resume:
+        log(f"resuming {run_dir}: no checkpoint yet, starting from the beginning")
+    if not resume or not (run_dir / "meta.json").exists():
+        atomic_write_text(run_dir / "config.toml", cfg.to_toml())
+        _write_meta(run_dir, cfg, data.dataset, model, threads, device)
+    elif resume:
+        atomic_write_text(run_dir / "config.toml", cfg.to_toml())  # records a changed epoch count
+    log(f"run folder: {run_dir}")
+
+    def trainer_state(epoch_start_data_rng: torch.Tensor | None) -> dict[str, Any]:
+        out = {
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            # Mid-epoch, save the data stream as it was at the epoch's start: resume redraws the
+            # same permutation and skips the steps already done.
+            "data_rng": epoch_start_data_rng if epoch_start_data_rng is not None else data_rng.get_state(),
+            "state": state,
+        }
+        if scaler is not None:
+            out["scaler"] = scaler.state_dict()
+        return out
+
+    n_train = len(data.train_x)
+    steps_per_epoch = math.ceil(n_train / t.batch_size)
+    steps_done = 0
+    model.train()
+    with _stop_signals() as stop:
+        while state["epoch"] < t.epochs:
+            epoch = state["epoch"]  # 0-based index of the epoch being trained
+            epoch_rng = data_rng.get_state()
+            perm = torch.randperm(n_train, generator=data_rng).to(device)
+            train_x = data.train_x
+            if t.binarize == "dynamic":
+                train_x = torch.bernoulli(train_x.cpu(), generator=data_rng).to(device)
+            partial = state["partial"] or {"loss": 0.0, "recon": 0.0, "kl": 0.0, "images": 0, "seconds": 0.0}
+            bar = _progress(n_train, f"epoch {epoch + 1}/{t.epochs}", progress)
+            if bar is not None and state["step"]:
+                bar.update(min(state["step"] * t.batch_size, n_train))
+            t0 = time.perf_counter()
+            for step in range(state["step"], steps_per_epoch):
+                idx = perm[step * t.batch_size : (step + 1) * t.batch_size]
+                x = train_x[idx]
+                w = kl_weight(t.beta, t.kl_warmup_epochs, epoch, step, steps_per_epoch)
+                with autocast or nullcontext():
+                    logits, mu, logvar = model(x)
+                loss, recon, kl = elbo_terms(logits, x, mu, logvar, beta=w)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                loss_v, recon_v, kl_v = (v.item() for v in (loss, recon, kl))  # free on CPU; needed for the NaN check
+                if not math.isfinite(loss_v):
+                    if bar is not None:
+                        bar.close()
+                    raise TrainingDiverged(
+                        f"loss became {loss_v} at epoch {epoch + 1}, batch {step + 1}; the last good checkpoint "
+                        f"in {run_dir / 'checkpoints'} is kept; try a lower learning rate (--set lr={t.lr / 10:g})"
+                    )
+                b = len(idx)
+                partial["loss"] += (recon_v + kl_v) * b  # the un-warmed ELBO, comparable across epochs
+                partial["recon"] += recon_v * b
+                partial["kl"] += kl_v * b
+                partial["images"] += b
+                state["step"] = step + 1
+                steps_done += 1
+                if bar is not None:
+                    bar.update(b)
+                    el = partial["seconds"] + time.perf_counter() - t0
+                    bar.set_postfix(loss=f"{partial['loss'] / partial['images']:.2f}", recon=f"{partial['recon'] / partial['images']:.2f}",
+                                    kl=f"{partial['kl'] / partial['images']:.2f}", img_s=f"{partial['images'] / max(el, 1e-9):.0f}", refresh=False)
+                signum = stop.get("signum")
+                if signum is not None or (stop_after_steps is not None and steps_done >= stop_after_steps):
+                    partial["seconds"] += time.perf_counter() - t0
+                    state["partial"] = partial
+                    if bar is not None:
+                        bar.close()
+                    path = save_checkpoint(run_dir, cfg, model, trainer_state(epoch_rng), epoch, state["step"])
+                    raise Interrupted(signum or 0, path)
+            if bar is not None:
+                bar.close()
+            train_seconds = partial["seconds"] + time.perf_counter() - t0
+            n = partial["images"]
+            test = elbo(model, data.test_x, t.eval_batch_size, torch.Generator(device=device).manual_seed(t.seed * 1000 + epoch), autocast)
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": partial["loss"] / n,
+                "train_recon": partial["recon"] / n,
+                "train_kl": partial["kl"] / n,
+                "test_loss": test["loss"],
+                "test_recon": test["recon"],
+                "test_kl": test["kl"],
+                "kl_weight": kl_weight(t.beta, t.kl_warmup_epochs, epoch, steps_per_epoch, steps_per_epoch),
+                "train_seconds": round(train_seconds, 4),
+                "images_per_second": round(n / train_seconds, 1),
+            }
+            state["history"].append(record)
+            state["seconds"] += train_seconds
+            if epoch + 1 in snapshot_epochs(t.epochs):
+                state["snapshots"][str(epoch + 1)] = _decode_fixed(model, fixed_z)
+            state.update(epoch=epoch + 1, step=0, partial=None)
+            save_checkpoint(run_dir, cfg, model, trainer_state(None), epoch + 1, 0)
+            _write_metrics(run_dir, state["history"])
+            log(
+                f"epoch {epoch + 1:3d}/{t.epochs}  train {record['train_loss']:.2f}  test {test['loss']:.2f} "
+                f"(recon {test['recon']:.2f}, KL {test['kl']:.2f})  {record['images_per_second']:.0f} img/s"
+            )
+    if not state["history"]:
+        raise CheckpointError(f"{run_dir}: nothing was trained")
+    final = dict(state["history"][-1])
+    final["total_train_seconds"] = round(state["seconds"], 3)
+    final["run_dir"] = str(run_dir)
+    if figures:
+        from .figures import write_run_figures
+
+        write_run_figures(run_dir, model=model, state=state, data=data, cfg=cfg, log=log)
+    return final
+
+
+def _train_fixed(cfg: RunConfig) -> dict[str, Any]:
+    d = cfg.to_dict()["train"]
+    d.pop("epochs")
+    return d
+
+
+@torch.no_grad()
+def _decode_fixed(model: VAE, z: torch.Tensor) -> torch.Tensor:
+    was = model.training
+    model.eval()
+    img = torch.sigmoid(model.decode(z).float()).reshape(len(z), 28, 28)
+    model.train(was)
+    return (img * 255).round().to(torch.uint8).cpu()
+
+
+def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    # Rewritten whole from the checkpointed history, so it always agrees with the checkpoint.
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+
+
+def _write_meta(run_dir: Path, cfg: RunConfig, ds: Dataset, model: VAE, threads: int, device: torch.device) -> None:
+    meta = {
+        "program": "mnist-vae",
+        "version": __version__,
+        "config": cfg.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": ds.info(),
+        "parameters": count_parameters(model),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "device": str(device),
+        "threads": threads,
+    }
+    atomic_write_text(run_dir / "meta.json", json.dumps(meta, indent=2))
+    atomic_write_text(run_dir / RUN_MARKER, json.dumps({"program": "mnist-vae", "format": 1}))
+
+
+def _check_same_data(run_dir: Path, ds: Dataset) -> None:
+    try:
+        recorded = json.loads((run_dir / "meta.json").read_text())["dataset"]["sha256"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return
+    if recorded != ds.sha256:
+        raise CheckpointError(f"{run_dir}: the run was trained on data with sha256 {recorded[:12]}..., but the data loaded now has {ds.sha256[:12]}...")
