@@ -1,0 +1,72 @@
+import pytest
+
+from mnist_vae.config import ModelConfig, RunConfig, TrainConfig, load_toml
+from mnist_vae.errors import ConfigError
+from mnist_vae.presets import get_config, list_configs
+
+SEVEN = ["baseline", "deeper-decoder", "dropout", "optimized", "fast-lr", "dense-encoder", "original"]
+
+
+def test_the_seven_configurations_are_listed_in_order():
+    assert list_configs() == SEVEN
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ConfigError) as e:
+        get_config("optimised")
+    assert "optimised" in str(e.value) and all(n in str(e.value) for n in SEVEN)
+
+
+@pytest.mark.parametrize("name", SEVEN)
+def test_toml_round_trip(name, tmp_path):
+    cfg = get_config(name)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(cfg.to_toml())
+    assert load_toml(path) == cfg
+
+
+def test_table_values_from_the_issue():
+    assert get_config("baseline").train.lr == 5e-4 and get_config("optimized").train.lr == 1e-3
+    assert get_config("fast-lr").model == get_config("baseline").model and get_config("fast-lr").train.lr == 1e-3
+    assert get_config("dense-encoder").model.encoder == "mlp" and get_config("dense-encoder").model.encoder_hidden == (256, 128)
+    orig = get_config("original").model
+    assert (orig.readout, orig.latent_dim, orig.relu_on_mu, orig.dropout, orig.head) == ("all", 64, True, 0.75, "dense")
+    assert get_config("dropout").model.dropout == 0.25
+
+
+def test_override_by_field_name_and_section():
+    cfg = get_config("optimized").override(["latent_dim=2", "train.lr=0.002", "binarize=dynamic"])
+    assert cfg.model.latent_dim == 2 and cfg.train.lr == 0.002 and cfg.train.binarize == "dynamic"
+
+
+@pytest.mark.parametrize("assignment, words", [
+    ("lr=-1", "lr"), ("latent_dim=0", "latent_dim"), ("dropout=1.0", "dropout"),
+    ("no_such_field=3", "no_such_field"), ("epochs=ten", "epochs"), ("binarize=sometimes", "binarize"),
+])
+def test_bad_overrides_name_the_field(assignment, words):
+    with pytest.raises(ConfigError) as e:
+        get_config("baseline").override([assignment])
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_decoder_that_misses_28x28_says_what_it_reaches():
+    with pytest.raises(ConfigError) as e:
+        ModelConfig(decoder_convs=((32, 2), (1, 1)))
+    assert "14x14" in str(e.value) and "28x28" in str(e.value)
+
+
+def test_unknown_key_in_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[model]\nlatent_dims = 4\n')
+    with pytest.raises(ConfigError) as e:
+        load_toml(path)
+    assert "latent_dims" in str(e.value) and str(path) in str(e.value)
+
+
+def test_from_dict_rejects_wrong_types():
+    with pytest.raises(ConfigError):
+        RunConfig.from_dict({"train": {"epochs": 2.5}})
+    with pytest.raises(ConfigError):
+        RunConfig.from_dict({"model": {"decoder_convs": [[32, 2, 9]]}})
+    assert RunConfig.from_dict({"train": {"lr": 1}}).train.lr == 1.0
+    assert TrainConfig().batch_size == 100 and TrainConfig().epochs == 50

@@ -1,0 +1,116 @@
+import json
+
+import pytest
+import torch
+
+from mnist_vae.checkpoint import latest_checkpoint, list_checkpoints
+from mnist_vae.cli import main
+from mnist_vae.errors import ConfigError, RunExistsError
+from mnist_vae.presets import get_config
+from mnist_vae.train import Interrupted, train
+
+from conftest import write_npz
+
+FIGURES = ["reconstructions.png", "loss_curves.png", "samples.png", "samples_over_training.png", "interpolation.png"]
+
+
+def tiny(name="dropout", epochs=2, **train):
+    sets = [f"epochs={epochs}", "n_samples=16", "threads=1"] + [f"{k}={v!r}" if not isinstance(v, str) else f'{k}="{v}"' for k, v in train.items()]
+    return get_config(name).override(sets)
+
+
+def final_weights(run_dir):
+    return latest_checkpoint(run_dir).weights
+
+
+def test_training_lowers_the_loss_and_writes_metrics(tmp_path, small_data):
+    m = train(tiny("optimized", epochs=3), tmp_path / "run", dataset=small_data, progress=False, figures=False, log=lambda s: None)
+    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    assert lines[-1]["test_loss"] < lines[0]["test_loss"] and lines[-1]["train_loss"] < lines[0]["train_loss"]
+    assert m["test_loss"] == lines[-1]["test_loss"]
+    for r in lines:
+        assert abs(r["train_loss"] - r["train_recon"] - r["train_kl"]) < 1e-6 * r["train_loss"]
+        assert r["images_per_second"] > 0
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["dataset"]["n_train"] == 400 and meta["dataset"]["sha256"] == small_data.sha256
+    assert len(list_checkpoints(tmp_path / "run")) == 2  # the newest two are kept
+
+
+def test_same_seed_same_numbers(tmp_path, small_data):
+    kw = dict(dataset=small_data, progress=False, figures=False, log=lambda s: None)
+    a = train(tiny(epochs=1), tmp_path / "a", **kw)
+    b = train(tiny(epochs=1), tmp_path / "b", **kw)
+    assert a["test_loss"] == b["test_loss"] and a["train_loss"] == b["train_loss"]
+
+
+@pytest.mark.parametrize("stop_after, binarize", [(3, "none"), (4, "dynamic"), (6, "none")])
+def test_resumed_run_ends_with_the_same_weights(tmp_path, small_data, stop_after, binarize):
+    # 400 images / batch 100 = 4 steps per epoch: stop mid-epoch (3), at an epoch end (4), in epoch 2 (6).
+    kw = dict(dataset=small_data, progress=False, figures=False, log=lambda s: None)
+    cfg = tiny("dropout", epochs=3, binarize=binarize)
+    train(cfg, tmp_path / "straight", **kw)
+    with pytest.raises(Interrupted):
+        train(cfg, tmp_path / "resumed", stop_after_steps=stop_after, **kw)
+    train(cfg, tmp_path / "resumed", resume=True, **kw)
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+    mb = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    strip = lambda ls: [{k: v for k, v in json.loads(l).items() if k not in ("train_seconds", "images_per_second")} for l in ls]
+    assert strip(ma) == strip(mb)
+
+
+def test_existing_run_is_not_overwritten(tmp_path, small_data):
+    kw = dict(dataset=small_data, progress=False, figures=False, log=lambda s: None)
+    train(tiny(epochs=1), tmp_path / "run", **kw)
+    before = (tmp_path / "run" / "metrics.jsonl").read_bytes()
+    with pytest.raises(RunExistsError):
+        train(tiny(epochs=1), tmp_path / "run", **kw)
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == before
+    train(tiny(epochs=1, seed=3), tmp_path / "run", force=True, **kw)
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() != before
+
+
+def test_resume_refuses_a_different_architecture(tmp_path, small_data):
+    kw = dict(dataset=small_data, progress=False, figures=False, log=lambda s: None)
+    train(tiny(epochs=1), tmp_path / "run", **kw)
+    with pytest.raises(ConfigError):
+        train(tiny(epochs=2).override(["latent_dim=3"]), tmp_path / "run", resume=True, **kw)
+
+
+def test_cli_run_writes_every_file_and_the_picture_commands_work(tmp_path, small_data, capsys):
+    npz = tmp_path / "small.npz"
+    write_npz(npz, small_data)
+    run = tmp_path / "run"
+    code = main(["train", "--config", "optimized", "--epochs", "2", "--data-path", str(npz), "--out", str(run),
+                 "--no-progress", "--threads", "1", "--set", "n_samples=16"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "done: 2 epochs" in out and "test loss" in out
+    for name in FIGURES + ["metrics.jsonl", "config.toml", "meta.json"]:
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    assert [p.name for p in list_checkpoints(run)] == ["E0001-S00000", "E0002-S00000"]
+    stamps = {}
+    for name in FIGURES:
+        stamps[name] = (run / name).stat().st_mtime_ns
+        (run / name).unlink()
+    for cmd in (["reconstruct", str(run)], ["sample", str(run), "--n", "8"], ["interpolate", str(run), "--a", "0", "--b", "50"], ["plot", str(run)]):
+        assert main(cmd) == 0, cmd
+    assert all((run / name).is_file() for name in FIGURES)
+    # the run refuses to be overwritten from the CLI too, with a one-line error
+    assert main(["train", "--config", "optimized", "--epochs", "1", "--data-path", str(npz), "--out", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--resume" in err and "--force" in err
+
+
+def test_cli_resume_extends_a_run(tmp_path, small_data, capsys):
+    npz = tmp_path / "small.npz"
+    write_npz(npz, small_data)
+    run = tmp_path / "run"
+    args = ["--no-progress", "--threads", "1"]
+    assert main(["train", "--config", "baseline", "--epochs", "1", "--data-path", str(npz), "--out", str(run), *args]) == 0
+    assert main(["train", "--resume", str(run), "--epochs", "2", *args]) == 0
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
