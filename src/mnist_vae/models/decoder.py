@@ -16,36 +16,48 @@ def conv_transpose_same(c_in: int, c_out: int, stride: int, kernel: int) -> nn.C
 
 
 class Decoder(nn.Module):
-    """z [B, latent_dim] -> logits [B, 1, 28, 28]."""
+    """z [B, latent_dim] -> logits [B, 1, 28, 28].
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    ``channels_last`` only changes the memory layout the convolutions run in (often faster on
+    CPUs); the weights and results are the same either way.
+    """
+
+    def __init__(self, cfg: ModelConfig, channels_last: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
+        self.channels_last = channels_last
         p_hidden = cfg.dropout if cfg.dropout_where == "every-hidden" else 0.0
-        layers: list[nn.Module] = []
+        dense: list[nn.Module] = []
         width = cfg.latent_dim
         for units in cfg.decoder_dense:
-            layers += [nn.Linear(width, units), nn.ReLU()]
+            dense += [nn.Linear(width, units), nn.ReLU()]
             if p_hidden:
-                layers.append(nn.Dropout(p_hidden))
+                dense.append(nn.Dropout(p_hidden))
             width = units
-        layers.append(nn.Unflatten(1, cfg.decoder_reshape))  # [B, C·H·W] -> [B, C, H, W]
-        channels = cfg.decoder_reshape[0]
-        n = len(cfg.decoder_convs)
+        self.dense = nn.Sequential(*dense)
+
+        convs: list[nn.Module] = []
+        channels, n = cfg.decoder_reshape[0], len(cfg.decoder_convs)
         for i, (out_ch, stride) in enumerate(cfg.decoder_convs):
-            layers.append(conv_transpose_same(channels, out_ch, stride, cfg.kernel_size))
-            is_output = cfg.head == "conv" and i == n - 1
-            if not is_output:
-                layers.append(nn.ReLU())
+            convs.append(conv_transpose_same(channels, out_ch, stride, cfg.kernel_size))
+            if not (cfg.head == "conv" and i == n - 1):  # the output layer stays linear: it gives logits
+                convs.append(nn.ReLU())
                 between_convs = cfg.dropout_where == "between-convs" and i < n - 1
                 if cfg.dropout and (p_hidden or between_convs):
-                    layers.append(nn.Dropout(cfg.dropout))
+                    convs.append(nn.Dropout(cfg.dropout))
             channels = out_ch
-        if cfg.head == "dense":
+        self.convs = nn.Sequential(*convs)
+
+        if cfg.head == "dense":  # the published code: flatten the feature maps into a dense layer
             c, h, w = cfg.decoder_output_shape()
-            layers += [nn.Flatten(), nn.Linear(c * h * w, IMAGE_SIZE * IMAGE_SIZE)]
-            layers.append(nn.Unflatten(1, (1, IMAGE_SIZE, IMAGE_SIZE)))  # [B, 784] -> [B, 1, 28, 28]
-        self.net = nn.Sequential(*layers)
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, IMAGE_SIZE * IMAGE_SIZE))
+        else:
+            self.head = nn.Identity()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+        h = self.dense(z)
+        h = h.view(len(z), *self.cfg.decoder_reshape)  # [B, C·H·W] -> [B, C, H, W]
+        if self.channels_last:
+            h = h.contiguous(memory_format=torch.channels_last)
+        h = self.head(self.convs(h))
+        return h.reshape(len(z), 1, IMAGE_SIZE, IMAGE_SIZE)  # [B, 1, 28, 28] logits

@@ -1,0 +1,231 @@
+"""Benchmark: the product's training and evaluation speed against a plain reference loop, in one run.
+
+    python -m mnist_vae.bench                      # all seven configurations, table + bench.json
+    python -m mnist_vae.bench --configs optimized --epochs 3 --no-full-train
+
+Every figure is measured in the same invocation, after warm-up, as the median of repeats. Each
+configuration runs in its own subprocess so that its peak resident memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .config import RunConfig
+from .data import Dataset, load_dataset, to_unit_float
+from .evaluate import elbo
+from .flops import forward_flops, train_flops
+from .models import VAE, count_parameters
+from .presets import get_config, list_configs
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+def matmul_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
+    """The machine's fp32 matrix-multiply rate (GFLOP/s): median over repeats of an n×n product."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+class ReferenceLoop:
+    """The plainest correct training loop for the same model.
+
+    Data preloaded as one tensor, a fresh permutation per epoch, no logging, no progress bar,
+    no checkpoints, no evaluation.
+    """
+
+    def __init__(self, cfg: RunConfig, train_x: torch.Tensor) -> None:
+        torch.manual_seed(cfg.train.seed)
+        self.model = VAE(cfg.model)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
+        self.b, self.x = cfg.train.batch_size, train_x
+
+    def epoch(self) -> float:
+        """Train one epoch; returns images/second."""
+        n, b = len(self.x), self.b
+        t = time.perf_counter()
+        perm = torch.randperm(n)
+        for i in range(0, n, b):
+            x = self.x[perm[i : i + b]]
+            logits, mu, logvar = self.model(x)
+            recon = F.binary_cross_entropy_with_logits(logits, x.view_as(logits), reduction="sum") / len(x)
+            kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(x)
+            self.opt.zero_grad(set_to_none=True)
+            (recon + kl).backward()
+            self.opt.step()
+        return n / (time.perf_counter() - t)
+
+
+def interleaved_epochs(cfg: RunConfig, ds: Dataset, epochs: int) -> tuple[list[float], list[float], float]:
+    """Alternate one reference epoch with one epoch of the product's own ``train()``.
+
+    Alternating makes drifts in machine load hit both loops alike. The product runs as users run
+    it (progress bar on, to a null stream; evaluation and a checkpoint after every epoch, resumed
+    for the next round); its images/second is its own per-epoch figure, which times the training
+    loop only. Returns (reference img/s, product img/s, product whole-epoch seconds).
+    """
+    from .train import train
+
+    ref = ReferenceLoop(cfg, to_unit_float(ds.train_images))
+    ref_rates, walls = [], []
+    with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as null:
+        run = Path(tmp) / "run"
+        for e in range(1, epochs + 1):
+            ref_rates.append(ref.epoch())
+            stderr, sys.stderr = sys.stderr, null
+            try:
+                t0 = time.perf_counter()
+                train(cfg.override([f"epochs={e}"]), run, resume=e > 1, dataset=ds, progress=True, figures=False, log=lambda s: None)
+                walls.append(time.perf_counter() - t0)
+            finally:
+                sys.stderr = stderr
+        history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return ref_rates, [r["images_per_second"] for r in history], statistics.median(walls[1:] or walls)
+
+
+def bench_one(name: str, epochs: int, threads: int, nll_k: int, nll_images: int, precision: str) -> dict[str, Any]:
+    """All per-configuration figures, measured in this process."""
+    cfg = get_config(name).override([f"threads={threads}", f"precision={precision}", 'dataset="embedded"'])
+    torch.set_num_threads(threads)
+    ds = load_dataset("embedded", log=lambda s: None)
+    test_x = to_unit_float(ds.test_images)
+    model = VAE(cfg.model)
+    fwd = forward_flops(model)
+    row: dict[str, Any] = {"config": name, "parameters": count_parameters(model), "forward_mflop": fwd["total"] / 1e6,
+                           "train_mflop": train_flops(model) / 1e6}
+
+    ref, prod, epoch_wall = interleaved_epochs(cfg, ds, epochs)
+    ref_rate, prod_rate = statistics.median(ref[1:] or ref), statistics.median(prod[1:] or prod)
+    row.update(reference_img_s=ref_rate, train_img_s=prod_rate, overhead=ref_rate / prod_rate - 1, epoch_wall_s=epoch_wall)
+    row["train_gflop_s"] = prod_rate * row["train_mflop"] / 1e3
+
+    from .train import autocast_for
+
+    autocast = autocast_for(precision, torch.device("cpu"))
+    times = []
+    for i in range(4):
+        t = time.perf_counter()
+        elbo(model, test_x, 1000, torch.Generator().manual_seed(i), autocast)
+        times.append(time.perf_counter() - t)
+    row["eval_img_s"] = len(test_x) / statistics.median(times[1:])
+
+    nll = nll_rate(model, test_x[:nll_images], nll_k)
+    if nll is not None:
+        row["nll_decoder_passes_s"] = nll
+    row["peak_rss_mb"] = peak_rss_mb()
+    return row
+
+
+def nll_rate(model: VAE, x: torch.Tensor, k: int) -> float | None:
+    """Decoder passes per second of the importance-weighted NLL estimator, if it is available."""
+    try:
+        from .evaluate import iwae_nll  # provided by the evaluation module
+    except ImportError:
+        return None
+    iwae_nll(model, x[:2], k=min(k, 50), seed=0)  # warm-up
+    times = []
+    for i in range(3):
+        t = time.perf_counter()
+        iwae_nll(model, x, k=k, seed=i)
+        times.append(time.perf_counter() - t)
+    return len(x) * k / statistics.median(times)
+
+
+def full_train_wall(threads: int) -> float:
+    """Wall seconds of `mnist-vae train --config optimized` for 50 epochs on the embedded digits."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mnist_vae", "train", "--config", "optimized", "--dataset", "embedded",
+                        "--threads", str(threads), "--out", str(Path(tmp) / "run"), "--no-progress"],
+                       check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - t
+
+
+def _table(rows: list[dict[str, Any]], peak_gflops: float) -> str:
+    head = ("| config | params | train MFLOP/img | reference img/s | train img/s | overhead | GFLOP/s (% of matmul) "
+            "| eval img/s | NLL decoder passes/s | peak RSS MB |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        nll = f"{r['nll_decoder_passes_s']:,.0f}" if "nll_decoder_passes_s" in r else "n/a"
+        lines.append(
+            f"| {r['config']} | {r['parameters']:,} | {r['train_mflop']:.1f} | {r['reference_img_s']:,.0f} | {r['train_img_s']:,.0f} "
+            f"| {100 * r['overhead']:+.1f}% | {r['train_gflop_s']:.1f} ({100 * r['train_gflop_s'] / peak_gflops:.0f}%) "
+            f"| {r['eval_img_s']:,.0f} | {nll} | {r['peak_rss_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mnist_vae.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", default=",".join(list_configs()), help="comma-separated configurations (default: all seven)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per loop; the first is warm-up, the median of the rest is reported")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="autocast precision of the product loop")
+    p.add_argument("--nll-k", type=int, default=1000, help="importance samples per image for the NLL rate")
+    p.add_argument("--nll-images", type=int, default=20, help="test images for the NLL rate")
+    p.add_argument("--no-full-train", action="store_true", help="skip the 50-epoch `mnist-vae train --config optimized` wall time")
+    p.add_argument("--out", default="bench.json", help="where to write the figures (default: bench.json)")
+    p.add_argument("--one", help=argparse.SUPPRESS)  # internal: benchmark one config in this process, print JSON
+    args = p.parse_args(argv)
+
+    if args.one:
+        print(json.dumps(bench_one(args.one, args.epochs, args.threads, args.nll_k, args.nll_images, args.precision)))
+        return 0
+
+    peak = matmul_gflops(args.threads)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{args.threads} threads; fp32 matmul {peak:.1f} GFLOP/s")
+    rows = []
+    for name in args.configs.split(","):
+        get_config(name)  # fail fast on a bad name
+        cmd = [sys.executable, "-m", "mnist_vae.bench", "--one", name, "--epochs", str(args.epochs), "--threads", str(args.threads),
+               "--nll-k", str(args.nll_k), "--nll-images", str(args.nll_images), "--precision", args.precision]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        r = rows[-1]
+        print(f"  {name}: train {r['train_img_s']:,.0f} img/s (reference {r['reference_img_s']:,.0f}, overhead {100 * r['overhead']:+.1f}%)", flush=True)
+    result: dict[str, Any] = {
+        "machine": {"processor": platform.processor(), "machine": platform.machine(), "cores": os.cpu_count(),
+                    "torch": torch.__version__, "threads": args.threads, "matmul_gflop_s": peak},
+        "settings": vars(args),
+        "configs": rows,
+    }
+    if not args.no_full_train:
+        result["optimized_50_epochs_wall_s"] = full_train_wall(args.threads)
+    print()
+    print(_table(rows, peak))
+    if "optimized_50_epochs_wall_s" in result:
+        print(f"\n`mnist-vae train --config optimized` (50 epochs, embedded digits): {result['optimized_50_epochs_wall_s']:.1f} s wall")
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
