@@ -408,13 +408,17 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, log: A
 
     if not 0 <= port <= 65535:
         raise MnistVaeError(f"--port: {port} is not a TCP port (0..65535)")
-    torch.set_num_threads(1)  # single-image calls: one thread is fastest and leaves the other cores alone
-    app = create_app(run_dir)
-    try:
+    try:  # claim the address before the slow start-up, so a taken port fails at once
         sock = listen_socket(host, port)
     except OSError as e:
         raise MnistVaeError(f"--host/--port: cannot listen on {host}:{port} ({e.strerror or e})") from None
+    try:
+        app = create_app(run_dir)
+    except BaseException:
+        sock.close()
+        raise
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     log(f"serving {run_dir} at http://{shown}:{bound}/ (Ctrl+C to stop)")
+    torch.set_num_threads(1)  # single-image calls: one thread is fastest and leaves the other cores alone
     make_server(app).run(sockets=[sock])
