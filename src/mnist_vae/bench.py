@@ -10,6 +10,7 @@ configuration runs in its own subprocess so that its peak resident memory is its
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -61,19 +62,28 @@ class ReferenceLoop:
     """
 
     def __init__(self, cfg: RunConfig, train_x: torch.Tensor) -> None:
+        from .train import autocast_for
+
         torch.manual_seed(cfg.train.seed)
         self.model = VAE(cfg.model)
+        # The same model-level speed options as the product, so the ratio measures the loop alone.
+        self.model.decoder.channels_last = cfg.train.channels_last
+        self.autocast = autocast_for(cfg.train.precision, torch.device("cpu"))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
         self.b, self.x = cfg.train.batch_size, train_x
 
-    def epoch(self) -> float:
-        """Train one epoch; returns images/second."""
+    def epoch(self, max_steps: int | None = None) -> float:
+        """Train one epoch (or its first ``max_steps`` batches); returns images/second."""
         n, b = len(self.x), self.b
+        if max_steps is not None:
+            n = min(n, max_steps * b)
         t = time.perf_counter()
-        perm = torch.randperm(n)
+        perm = torch.randperm(len(self.x))[:n]
         for i in range(0, n, b):
             x = self.x[perm[i : i + b]]
-            logits, mu, logvar = self.model(x)
+            with self.autocast or contextlib.nullcontext():
+                logits, mu, logvar = self.model(x)
+            logits, mu, logvar = logits.float(), mu.float(), logvar.float()
             recon = F.binary_cross_entropy_with_logits(logits, x.view_as(logits), reduction="sum") / len(x)
             kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(x)
             self.opt.zero_grad(set_to_none=True)
@@ -167,6 +177,46 @@ def full_train_wall(threads: int) -> float:
         return time.perf_counter() - t
 
 
+OPTION_VARIANTS = {
+    "fp32": [],
+    "fp32 + channels-last": ["channels_last=true"],
+    "bf16": ['precision="bf16"'],
+    "bf16 + channels-last": ['precision="bf16"', "channels_last=true"],
+}
+
+
+def option_rates(names: list[str], threads: int, steps: int = 20, rounds: int = 5) -> list[dict[str, Any]]:
+    """Reference-loop images/second of each speed option, round-robin over variants, median of rounds."""
+    torch.set_num_threads(threads)
+    ds = load_dataset("embedded", log=lambda s: None)
+    train_x = to_unit_float(ds.train_images)
+    out = []
+    for name in names:
+        loops = {v: ReferenceLoop(get_config(name).override(sets), train_x) for v, sets in OPTION_VARIANTS.items()}
+        for loop in loops.values():
+            loop.epoch(max_steps=3)  # warm-up: kernel selection, allocator
+        rates: dict[str, list[float]] = {v: [] for v in loops}
+        for _ in range(rounds):
+            for v, loop in loops.items():
+                rates[v].append(loop.epoch(max_steps=steps))
+        out.append({"config": name, **{v: statistics.median(r) for v, r in rates.items()}})
+    return out
+
+
+def precision_check(name: str, epochs: int, threads: int) -> dict[str, float]:
+    """Test ELBO after ``epochs`` epochs of the product's train() for each option (same seed and data)."""
+    from .train import train
+
+    ds = load_dataset("embedded", log=lambda s: None)
+    result = {}
+    for variant, sets in OPTION_VARIANTS.items():
+        cfg = get_config(name).override([f"epochs={epochs}", f"threads={threads}", *sets])
+        with tempfile.TemporaryDirectory() as tmp:
+            m = train(cfg, Path(tmp) / "run", dataset=ds, progress=False, figures=False, log=lambda s: None)
+        result[variant] = m["test_loss"]
+    return result
+
+
 def _table(rows: list[dict[str, Any]], peak_gflops: float) -> str:
     head = ("| config | params | train MFLOP/img | reference img/s | train img/s | overhead | GFLOP/s (% of matmul) "
             "| eval img/s | NLL decoder passes/s | peak RSS MB |")
@@ -191,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nll-images", type=int, default=20, help="test images for the NLL rate")
     p.add_argument("--no-full-train", action="store_true", help="skip the 50-epoch `mnist-vae train --config optimized` wall time")
     p.add_argument("--out", default="bench.json", help="where to write the figures (default: bench.json)")
+    p.add_argument("--options", default="optimized,baseline", help="configurations for the speed-option comparison ('' to skip)")
+    p.add_argument("--precision-epochs", type=int, default=10, help="epochs for the option ELBO check on optimized (0 to skip)")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: benchmark one config in this process, print JSON
     args = p.parse_args(argv)
 
@@ -216,10 +268,27 @@ def main(argv: list[str] | None = None) -> int:
         "settings": vars(args),
         "configs": rows,
     }
+    if args.options:
+        result["options"] = option_rates(args.options.split(","), args.threads)
+    if args.precision_epochs:
+        result["precision_check"] = {"config": "optimized", "epochs": args.precision_epochs,
+                                     "test_elbo": precision_check("optimized", args.precision_epochs, args.threads)}
     if not args.no_full_train:
         result["optimized_50_epochs_wall_s"] = full_train_wall(args.threads)
     print()
     print(_table(rows, peak))
+    if "options" in result:
+        variants = list(OPTION_VARIANTS)
+        print("\nspeed options, reference loop images/second (median of 5 interleaved rounds of 20 steps):\n")
+        print("| config | " + " | ".join(variants) + " |")
+        print("|---|" + "---|" * len(variants))
+        for r in result["options"]:
+            print(f"| {r['config']} | " + " | ".join(f"{r[v]:,.0f} ({r[v] / r['fp32']:.2f}x)" for v in variants) + " |")
+    if "precision_check" in result:
+        pc = result["precision_check"]["test_elbo"]
+        print(f"\ntest negative ELBO of optimized after {args.precision_epochs} epochs (same seed and data):")
+        for v, loss in pc.items():
+            print(f"  {v:<22} {loss:8.2f}  ({loss - pc['fp32']:+.2f} nats vs fp32)")
     if "optimized_50_epochs_wall_s" in result:
         print(f"\n`mnist-vae train --config optimized` (50 epochs, embedded digits): {result['optimized_50_epochs_wall_s']:.1f} s wall")
     Path(args.out).write_text(json.dumps(result, indent=2))

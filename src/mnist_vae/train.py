@@ -205,6 +205,7 @@ def train(
     data_rng = torch.Generator(device="cpu").manual_seed(t.seed)
     data = prepare_data(cfg, device, log=log, dataset=dataset)
     model = VAE(cfg.model).to(device)
+    model.decoder.channels_last = t.channels_last
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
     scaler = torch.amp.GradScaler(device.type) if t.precision == "fp16" else None
     autocast = autocast_for(t.precision, device)
