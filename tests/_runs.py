@@ -104,3 +104,22 @@ def loss_history(run: Path) -> list[tuple]:
 def leftovers(run: Path) -> list[str]:
     """Temporary files or folders anywhere in the run (hidden names are ours: .tmp-*, .x.abc.tmp)."""
     return sorted(str(p.relative_to(run)) for p in run.rglob(".*"))
+
+
+def small_dataset(n_train: int = N_TRAIN, n_test: int = N_TEST):
+    """The same digits as :func:`write_small_npz`, as an in-memory Dataset."""
+    from mnist_vae.data import Dataset
+
+    ds = load_embedded()
+    rng = np.random.default_rng(0)
+    tr = torch.from_numpy(np.sort(rng.permutation(len(ds.train_labels))[:n_train]))
+    te = torch.from_numpy(np.sort(rng.permutation(len(ds.test_labels))[:n_test]))
+    return Dataset("small", ds.train_images[tr], ds.train_labels[tr], ds.test_images[te], ds.test_labels[te],
+                   "small-" + ds.sha256, "embedded")
+
+
+def tiny_config(epochs: int = 2, config: str = "dropout"):
+    """A named config shrunk for tests: one thread, small evaluation and sample counts."""
+    from mnist_vae.presets import get_config
+
+    return get_config(config).override([f"epochs={epochs}", "threads=1", "n_samples=16", f"eval_batch_size={N_TEST}"])

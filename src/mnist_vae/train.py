@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from . import __version__
-from .checkpoint import latest_checkpoint, load_model_weights, remove_partial_checkpoints, save_checkpoint
+from .checkpoint import latest_checkpoint, list_checkpoints, load_model_weights, remove_partial_checkpoints, save_checkpoint
 from .config import RunConfig, load_toml
 from .data import Dataset, binarize, load_dataset, to_unit_float
 from .fileio import atomic_write_text, remove_stale_temps, write_failure
@@ -300,9 +300,11 @@ def train(
                 if not math.isfinite(loss_v):
                     if bar is not None:
                         bar.close()
+                    saved = list_checkpoints(run_dir)
+                    kept = f"the last good checkpoint {saved[-1]} is kept" if saved else "no checkpoint had been written yet"
                     raise TrainingDiverged(
-                        f"loss became {loss_v} at epoch {epoch + 1}, batch {step + 1}; the last good checkpoint "
-                        f"in {run_dir / 'checkpoints'} is kept; try a lower learning rate in a new run (e.g. --set lr={t.lr / 10:g})"
+                        f"loss became {loss_v} at epoch {epoch + 1}, batch {step + 1}; {kept}; "
+                        f"try a lower learning rate in a new run (e.g. --set lr={t.lr / 10:g})"
                     )
                 b = len(idx)
                 partial["loss"] += (recon_v + kl_v) * b  # the un-warmed ELBO, comparable across epochs
