@@ -16,6 +16,8 @@ before it.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -27,14 +29,16 @@ from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 
 from .config import RunConfig
-from .errors import CheckpointError, ConfigError
-from .fileio import _umask, atomic_write_text, fsync_dir, sha256_file
+from .errors import CheckpointError, ConfigError, WriteError
+from .fileio import _umask, atomic_write_text, fsync_dir, sha256_file, write_failure
 
 FORMAT = "mnist-vae-checkpoint/1"
 KEEP = 2
+TRAINER_KEYS = ("optimizer", "torch_rng", "data_rng", "state")
 _NAME = re.compile(r"^E(\d{4,})-S(\d{5,})$")
 
 
@@ -56,42 +60,63 @@ def checkpoint_name(epoch: int, step: int) -> str:
 def save_checkpoint(
     run_dir: Path, config: RunConfig, model: torch.nn.Module, trainer: dict[str, Any], epoch: int, step: int
 ) -> Path:
-    """Write a checkpoint atomically and prune old ones; returns its folder."""
+    """Write a checkpoint atomically and prune old ones; returns its folder.
+
+    Both files are serialised in memory and written with plain writes, so a full disk or a
+    read-only folder surfaces as one :class:`WriteError` naming the checkpoint (torch and
+    safetensors would report it in their own words), and the half-built folder is removed.
+    """
     root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(epoch, step)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    blobs = {"model.safetensors": save_safetensors(weights, metadata={"format": FORMAT, "config": json.dumps(config.to_dict())})}
+    buf = io.BytesIO()
+    torch.save(trainer, buf)
+    blobs["trainer.pt"] = buf.getvalue()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    except OSError as exc:
+        raise write_failure(final, exc) from None
     try:
         os.chmod(tmp, 0o777 & ~_umask())
-        weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": FORMAT, "config": json.dumps(config.to_dict())})
-        torch.save(trainer, tmp / "trainer.pt")
+        for name, data in blobs.items():
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
         manifest = {
             "format": FORMAT,
             "epoch": epoch,
             "step": step,
-            "files": {name: sha256_file(tmp / name) for name in ("model.safetensors", "trainer.pt")},
+            "files": {name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()},
         }
-        for name in ("model.safetensors", "trainer.pt"):
-            with open(tmp / name, "rb+") as f:
-                os.fsync(f.fileno())
         atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1))
         fsync_dir(tmp)
         if final.exists():  # same position saved twice (e.g. interrupted right after an epoch end)
             shutil.rmtree(final)
         os.replace(tmp, final)
         fsync_dir(root)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise write_failure(final, exc) from None
+        if isinstance(exc, WriteError):
+            raise WriteError(f"cannot write checkpoint {final}: {str(exc).rpartition(': ')[2]}") from None
         raise
     _prune(root)
     return final
 
 
+def remove_partial_checkpoints(run_dir: Path) -> None:
+    """Delete half-written checkpoint folders (``.tmp-*``) a killed process left behind."""
+    for leftover in (Path(run_dir) / "checkpoints").glob(".tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 def _prune(root: Path) -> None:
     # Keep the KEEP newest *good* checkpoints; anything older (or half-written leftovers) goes.
-    for leftover in root.glob(".tmp-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    remove_partial_checkpoints(root.parent)
     good = [p for p in list_checkpoints(root.parent) if verify_checkpoint(p) is None]
     keep = set(good[-KEEP:])
     for p in list_checkpoints(root.parent):
@@ -141,6 +166,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Che
         raise CheckpointError(f"{path / 'trainer.pt'}: unreadable trainer state ({type(exc).__name__})") from None
     if not isinstance(trainer, dict):
         raise CheckpointError(f"{path / 'trainer.pt'}: trainer state is not a dict")
+    missing = [k for k in TRAINER_KEYS if k not in trainer]
+    if missing:
+        raise CheckpointError(f"{path / 'trainer.pt'}: trainer state lacks {', '.join(missing)}; not written by this program")
     return Checkpoint(path=path, config=config, weights=weights, trainer=trainer)
 
 
@@ -161,8 +189,8 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], RunConfig]:
         raise CheckpointError(f"{path}: not an mnist-vae checkpoint (no {FORMAT} metadata)")
     try:
         config = RunConfig.from_dict(json.loads(metadata["config"]), source=f"{path} metadata")
-    except (json.JSONDecodeError, ConfigError) as exc:
-        raise CheckpointError(f"{path}: embedded config is invalid: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and ConfigError are ValueErrors
+        raise CheckpointError(f"{path}: embedded config is invalid: {str(exc).splitlines()[0][:200]}") from None
     return weights, config
 
 

@@ -29,7 +29,7 @@ def resolve_config(args: argparse.Namespace):
     from .config import load_toml
     from .presets import get_config
 
-    name = args.config
+    name = args.config or DEFAULT_CONFIG
     cfg = load_toml(name) if name.endswith(".toml") or Path(name).is_file() else get_config(name)
     sets = list(args.set or [])
     for flag, field in (("epochs", "epochs"), ("seed", "seed"), ("dataset", "dataset"), ("data_path", "data_path"),
@@ -50,7 +50,7 @@ def _toml_literal(value: object) -> str:
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=DEFAULT_CONFIG, help=f"a name from `mnist-vae configs` or a .toml file (default: {DEFAULT_CONFIG})")
+    p.add_argument("--config", help=f"a name from `mnist-vae configs` or a .toml file (default: {DEFAULT_CONFIG})")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field, e.g. --set latent_dim=2 (repeatable)")
     p.add_argument("--epochs", type=int, help="epochs to train (default: the config's, 50)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default: the config's)")
@@ -84,10 +84,20 @@ def cmd_configs(args: argparse.Namespace) -> int:
     return 0
 
 
+RESUME_CONFLICTS = ("config", "set", "lr", "batch_size", "seed", "dataset", "data_path", "binarize", "threads",
+                    "device", "precision", "out", "force")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
     from .train import read_run_config, train
 
     if args.resume:
+        # The run's own config.toml governs a resumed run; silently ignoring other settings would
+        # train something the user did not ask for.
+        given = [f"--{k.replace('_', '-')}" for k in RESUME_CONFLICTS if getattr(args, k, None) not in (None, False, [])]
+        if given:
+            raise ConfigError(f"--resume continues a run with its own config.toml; only --epochs may be given with it, not {', '.join(given)}")
         cfg = read_run_config(Path(args.resume))
         if args.epochs is not None:
             cfg = cfg.override([f"train.epochs={args.epochs}"])
@@ -230,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except OSError as exc:  # an I/O failure no write site turned into a WriteError
+        where = f"{exc.filename}: " if exc.filename else ""
+        _err(f"error: {where}{exc.strerror or exc}")
+        return 2
 
 
 if __name__ == "__main__":

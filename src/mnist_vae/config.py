@@ -285,7 +285,10 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int too large for a float
+            raise ConfigError(f"{source}: {name} = {value} is too large") from None
     if hint is str:
         if not isinstance(value, str):
             raise bad

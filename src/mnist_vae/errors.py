@@ -27,3 +27,7 @@ class RunExistsError(MnistVaeError):
 
 class TrainingDiverged(MnistVaeError):
     """The loss became NaN or infinite."""
+
+
+class WriteError(MnistVaeError):
+    """An output file or folder cannot be written (disk full, read-only, no permission)."""

@@ -28,10 +28,10 @@ from typing import Any, Callable, Iterator
 import torch
 
 from . import __version__
-from .checkpoint import latest_checkpoint, load_model_weights, save_checkpoint
+from .checkpoint import latest_checkpoint, list_checkpoints, load_model_weights, remove_partial_checkpoints, save_checkpoint
 from .config import RunConfig, load_toml
 from .data import Dataset, binarize, load_dataset, to_unit_float
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, remove_stale_temps, write_failure
 from .errors import CheckpointError, ConfigError, RunExistsError, TrainingDiverged
 from .evaluate import elbo
 from .losses import elbo_terms, kl_weight
@@ -118,8 +118,8 @@ def new_run_dir(cfg: RunConfig, out: str | Path | None, root: str | Path = "runs
     return Path(root) / f"{cfg.name}-{stamp}"
 
 
-def claim_run_dir(run_dir: Path, force: bool) -> None:
-    """Create ``run_dir`` for a new run; refuse to overwrite an existing run unless ``force``."""
+def check_run_dir(run_dir: Path, force: bool) -> None:
+    """Raise :class:`RunExistsError` if ``run_dir`` cannot take a new run; writes nothing."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunExistsError(f"{run_dir}: exists and is not a folder")
     if run_dir.is_dir() and any(run_dir.iterdir()):
@@ -127,12 +127,23 @@ def claim_run_dir(run_dir: Path, force: bool) -> None:
             raise RunExistsError(f"{run_dir}: folder is not empty and holds no mnist-vae run; choose another --out")
         if not force:
             raise RunExistsError(f"{run_dir}: already holds a run; use --resume {run_dir} to continue it or --force to replace it")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def claim_run_dir(run_dir: Path, force: bool) -> None:
+    """Create ``run_dir`` for a new run; refuse to overwrite an existing run unless ``force``."""
+    check_run_dir(run_dir, force)
+    try:
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_failure(run_dir, exc) from None
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
     """The config a run was started with (``RUN/config.toml``)."""
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"{run_dir}: run folder not found")
     if not (Path(run_dir) / RUN_MARKER).exists():
         raise CheckpointError(f"{run_dir}: no mnist-vae run here (missing {RUN_MARKER})")
     return load_toml(Path(run_dir) / "config.toml")
@@ -198,12 +209,22 @@ def train(
         if saved.model != cfg.model or _train_fixed(saved) != _train_fixed(cfg):
             raise ConfigError(f"{run_dir}: --resume may only change train.epochs; the given config differs from the run's config.toml")
         ckpt = latest_checkpoint(run_dir, warn=log)
+        if ckpt is not None and (ckpt.config.model != cfg.model or _train_fixed(ckpt.config) != _train_fixed(cfg)):
+            raise CheckpointError(
+                f"{ckpt.path}: written for another configuration than {run_dir / 'config.toml'} "
+                f"({_first_difference(ckpt.config, cfg)}); restore the run's config.toml"
+            )
     else:
-        claim_run_dir(run_dir, force)
+        check_run_dir(run_dir, force)  # before loading data, so a bad --out fails at once
 
     torch.manual_seed(t.seed)
     data_rng = torch.Generator(device="cpu").manual_seed(t.seed)
-    data = prepare_data(cfg, device, log=log, dataset=dataset)
+    data = prepare_data(cfg, device, log=log, dataset=dataset)  # bad data fails here, before anything is written
+    if resume:
+        remove_stale_temps(run_dir)  # a killed run's half-written files
+        remove_partial_checkpoints(run_dir)
+    else:
+        claim_run_dir(run_dir, force)
     model = VAE(cfg.model).to(device)
     model.decoder.channels_last = t.channels_last
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
@@ -280,9 +301,11 @@ def train(
                 if not math.isfinite(loss_v):
                     if bar is not None:
                         bar.close()
+                    saved = list_checkpoints(run_dir)
+                    kept = f"the last good checkpoint {saved[-1]} is kept" if saved else "no checkpoint had been written yet"
                     raise TrainingDiverged(
-                        f"loss became {loss_v} at epoch {epoch + 1}, batch {step + 1}; the last good checkpoint "
-                        f"in {run_dir / 'checkpoints'} is kept; try a lower learning rate (--set lr={t.lr / 10:g})"
+                        f"loss became {loss_v} at epoch {epoch + 1}, batch {step + 1}; {kept}; "
+                        f"try a lower learning rate in a new run (e.g. --set lr={t.lr / 10:g})"
                     )
                 b = len(idx)
                 partial["loss"] += (recon_v + kl_v) * b  # the un-warmed ELBO, comparable across epochs
@@ -334,6 +357,7 @@ def train(
             )
     if not state["history"]:
         raise CheckpointError(f"{run_dir}: nothing was trained")
+    _write_metrics(run_dir, state["history"])  # a run killed between its last checkpoint and this file
     final = dict(state["history"][-1])
     final["total_train_seconds"] = round(state["seconds"], 3)
     final["run_dir"] = str(run_dir)
@@ -342,6 +366,15 @@ def train(
 
         write_run_figures(run_dir, model=model, state=state, data=data, cfg=cfg, log=log)
     return final
+
+
+def _first_difference(a: RunConfig, b: RunConfig) -> str:
+    da, db = a.to_dict(), b.to_dict()
+    for section in ("model", "train"):
+        for key, value in da[section].items():
+            if key != "epochs" and db[section].get(key) != value:
+                return f"{key} is {value!r} in the checkpoint, {db[section].get(key)!r} in the config"
+    return "they differ"
 
 
 def _train_fixed(cfg: RunConfig) -> dict[str, Any]:
