@@ -7,11 +7,14 @@ as one line on stderr and exits 2 (1 for a diverged run, 130/143 after SIGINT/SI
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .cli_dist import add_commands as add_dist_commands
+from .cli_dist import add_train_flags
 from .errors import MnistVaeError, TrainingDiverged
 
 DEFAULT_CONFIG = "optimized"
@@ -85,6 +88,10 @@ def cmd_configs(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.nproc != 1:
+        from .cli_dist import launch_nproc
+
+        return launch_nproc(args.nproc, args.argv)
     from .train import read_run_config, train
 
     if args.resume:
@@ -95,12 +102,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = resolve_config(args)
         out = args.out
-    metrics = train(cfg, out, resume=bool(args.resume), force=args.force, progress=not args.no_progress)
-    print(
-        f"done: {metrics['epoch']} epochs in {metrics['total_train_seconds']:.1f} s of training; "
-        f"test loss {metrics['test_loss']:.2f} (recon {metrics['test_recon']:.2f}, KL {metrics['test_kl']:.2f}); "
-        f"{metrics['images_per_second']:.0f} img/s in the last epoch; run folder {metrics['run_dir']}"
-    )
+    metrics = train(cfg, out, resume=bool(args.resume), force=args.force, progress=not args.no_progress, tensorboard=args.tensorboard)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line (from rank 0)
+        print(
+            f"done: {metrics['epoch']} epochs in {metrics['total_train_seconds']:.1f} s of training; "
+            f"test loss {metrics['test_loss']:.2f} (recon {metrics['test_recon']:.2f}, KL {metrics['test_kl']:.2f}); "
+            f"{metrics['images_per_second']:.0f} img/s in the last epoch; run folder {metrics['run_dir']}"
+        )
     return 0
 
 
@@ -187,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its newest checkpoint (--epochs may extend it)")
     p.add_argument("--force", action="store_true", help="replace an existing run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
+    add_train_flags(p)
 
     for name, func, help in (
         ("reconstruct", cmd_reconstruct, "write RUN/reconstructions.png: test digits above their reconstructions"),
@@ -203,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--a", type=int, help="index of the first test digit (default: 0)")
             p.add_argument("--b", type=int, help="index of the second test digit (default: the first of another class)")
             p.add_argument("--steps", type=int, default=10, help="number of images in the row")
+    add_dist_commands(sub, add)
     return parser
 
 
@@ -210,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --nproc N` re-launches with these
     from .train import Interrupted
 
     try:
