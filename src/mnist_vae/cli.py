@@ -227,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except Interrupted as exc:
         name = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(exc.signum, "stop")
-        _err(f"stopped by {name}: saved {exc.checkpoint}; continue with --resume {exc.checkpoint.parent.parent}")
+        if os.environ.get("RANK", "0") == "0":  # every torchrun process stops; one of them says so
+            _err(f"stopped by {name}: saved {exc.checkpoint}; continue with --resume {exc.checkpoint.parent.parent}")
         return 128 + exc.signum if exc.signum else 1
     except TrainingDiverged as exc:
         _err(f"error: {exc}")

@@ -262,8 +262,8 @@ def _train(
     if ckpt is not None:
         saved_world = int(ckpt.trainer.get("world_size", 1))
         if ckpt.trainer["state"]["step"] and saved_world != dist.world:
-            raise ConfigError(f"{ckpt.path}: saved mid-epoch by {saved_world} process(es); resume it with {saved_world} "
-                              f"(--nproc {saved_world}), or from an end-of-epoch checkpoint")
+            raise ConfigError(f"{ckpt.path}: saved mid-epoch by {saved_world} process(es), this is {dist.world}; "
+                              f"resume it with {saved_world} (--nproc {saved_world}, or torchrun --nproc_per_node {saved_world})")
         load_model_weights(model, ckpt.weights, ckpt.path / "model.safetensors")
         optimizer.load_state_dict(ckpt.trainer["optimizer"])
         if scaler is not None and "scaler" in ckpt.trainer:
