@@ -122,8 +122,8 @@ def new_run_dir(cfg: RunConfig, out: str | Path | None, root: str | Path = "runs
     return Path(root) / f"{cfg.name}-{stamp}"
 
 
-def claim_run_dir(run_dir: Path, force: bool) -> None:
-    """Create ``run_dir`` for a new run; refuse to overwrite an existing run unless ``force``."""
+def check_run_dir(run_dir: Path, force: bool) -> bool:
+    """Raise :class:`RunExistsError` if a new run may not go into ``run_dir``; True if it holds a run to replace."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunExistsError(f"{run_dir}: exists and is not a folder")
     if run_dir.is_dir() and any(run_dir.iterdir()):
@@ -131,6 +131,13 @@ def claim_run_dir(run_dir: Path, force: bool) -> None:
             raise RunExistsError(f"{run_dir}: folder is not empty and holds no mnist-vae run; choose another --out")
         if not force:
             raise RunExistsError(f"{run_dir}: already holds a run; use --resume {run_dir} to continue it or --force to replace it")
+        return True
+    return False
+
+
+def claim_run_dir(run_dir: Path, force: bool) -> None:
+    """Create ``run_dir`` for a new run; refuse to overwrite an existing run unless ``force``."""
+    if check_run_dir(run_dir, force):
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -225,15 +232,17 @@ def _train(
 ) -> dict[str, Any]:
     t = cfg.train
     main = dist.is_main
+    # Errors the user can cause are raised by every process alike, before any of them waits on
+    # the others, so all exit with the same one-line message instead of hanging.
+    if tensorboard:
+        from .tblog import require_tensorboard
+
+        require_tensorboard()  # fail before touching the run folder
     if not main:  # only rank 0 talks and writes files
         log, progress, figures, tensorboard = (lambda _msg: None), False, False, False
     # Rank 0 picks the folder: a timestamped default could differ by a second between processes.
     run_dir = Path(broadcast(str(new_run_dir(cfg, out_dir)), dist))
     threads = set_threads(threads_per_process(t.threads, dist))
-    if tensorboard:
-        from .tblog import require_tensorboard
-
-        require_tensorboard()  # fail before touching the run folder
     ckpt = None
     if resume:
         saved = read_run_config(run_dir)
@@ -242,6 +251,8 @@ def _train(
         ckpt = latest_checkpoint(run_dir, warn=log)
     elif main:
         claim_run_dir(run_dir, force)
+    else:
+        check_run_dir(run_dir, force)
     barrier(dist)  # nobody touches the folder before rank 0 has claimed (maybe emptied) it
 
     torch.manual_seed(t.seed)
