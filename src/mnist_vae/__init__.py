@@ -1,3 +1,14 @@
 """mnist-vae: a variational autoencoder for handwritten digits (LSTM encoder, transposed-conv decoder)."""
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "load_run", "TrainedVAE"]
+
+
+def __getattr__(name: str):
+    # Lazy, so that `import mnist_vae` (and the CLI's start-up) does not import torch.
+    if name in ("load_run", "TrainedVAE"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'mnist_vae' has no attribute {name!r}")

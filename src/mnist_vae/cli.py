@@ -7,11 +7,14 @@ as one line on stderr and exits 2 (1 for a diverged run, 130/143 after SIGINT/SI
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .cli_dist import add_commands as add_dist_commands
+from .cli_dist import add_train_flags
 from .errors import MnistVaeError, TrainingDiverged
 
 DEFAULT_CONFIG = "optimized"
@@ -84,12 +87,17 @@ def cmd_configs(args: argparse.Namespace) -> int:
     return 0
 
 
-RESUME_CONFLICTS = ("config", "set", "lr", "batch_size", "seed", "dataset", "data_path", "binarize", "threads",
+RESUME_CONFLICTS = ("config", "set", "lr", "batch_size", "seed", "dataset", "data_path", "binarize",
                     "device", "precision", "out", "force")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .errors import ConfigError
+
+    if args.nproc != 1:
+        from .cli_dist import launch_nproc
+
+        return launch_nproc(args.nproc, args.argv)
     from .train import read_run_config, train
 
     if args.resume:
@@ -97,20 +105,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         # train something the user did not ask for.
         given = [f"--{k.replace('_', '-')}" for k in RESUME_CONFLICTS if getattr(args, k, None) not in (None, False, [])]
         if given:
-            raise ConfigError(f"--resume continues a run with its own config.toml; only --epochs may be given with it, not {', '.join(given)}")
+            raise ConfigError(f"--resume continues a run with its own config.toml; only --epochs and --threads may be given with it, not {', '.join(given)}")
         cfg = read_run_config(Path(args.resume))
-        if args.epochs is not None:
-            cfg = cfg.override([f"train.epochs={args.epochs}"])
+        sets = [f"train.{k}={getattr(args, k)}" for k in ("epochs", "threads") if getattr(args, k) is not None]
+        cfg = cfg.override(sets) if sets else cfg
         out = args.resume
     else:
         cfg = resolve_config(args)
         out = args.out
-    metrics = train(cfg, out, resume=bool(args.resume), force=args.force, progress=not args.no_progress)
-    print(
-        f"done: {metrics['epoch']} epochs in {metrics['total_train_seconds']:.1f} s of training; "
-        f"test loss {metrics['test_loss']:.2f} (recon {metrics['test_recon']:.2f}, KL {metrics['test_kl']:.2f}); "
-        f"{metrics['images_per_second']:.0f} img/s in the last epoch; run folder {metrics['run_dir']}"
-    )
+    metrics = train(cfg, out, resume=bool(args.resume), force=args.force, progress=not args.no_progress, tensorboard=args.tensorboard)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line (from rank 0)
+        print(
+            f"done: {metrics['epoch']} epochs in {metrics['total_train_seconds']:.1f} s of training; "
+            f"test loss {metrics['test_loss']:.2f} (recon {metrics['test_recon']:.2f}, KL {metrics['test_kl']:.2f}); "
+            f"{metrics['images_per_second']:.0f} img/s in the last epoch; run folder {metrics['run_dir']}"
+        )
     return 0
 
 
@@ -197,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its newest checkpoint (--epochs may extend it)")
     p.add_argument("--force", action="store_true", help="replace an existing run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
+    add_train_flags(p)
 
     for name, func, help in (
         ("reconstruct", cmd_reconstruct, "write RUN/reconstructions.png: test digits above their reconstructions"),
@@ -216,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_web import add_commands as add_web_commands
 
     add_web_commands(sub, add)
+    add_dist_commands(sub, add)
     return parser
 
 
@@ -223,13 +234,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --nproc N` re-launches with these
     from .train import Interrupted
 
     try:
         return args.func(args)
     except Interrupted as exc:
         name = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(exc.signum, "stop")
-        _err(f"stopped by {name}: saved {exc.checkpoint}; continue with --resume {exc.checkpoint.parent.parent}")
+        if os.environ.get("RANK", "0") == "0":  # every torchrun process stops; one of them says so
+            _err(f"stopped by {name}: saved {exc.checkpoint}; continue with --resume {exc.checkpoint.parent.parent}")
         return 128 + exc.signum if exc.signum else 1
     except TrainingDiverged as exc:
         _err(f"error: {exc}")

@@ -28,9 +28,12 @@ from typing import Any, Callable, Iterator
 import torch
 
 from . import __version__
-from .checkpoint import latest_checkpoint, list_checkpoints, load_model_weights, remove_partial_checkpoints, save_checkpoint
+from .checkpoint import checkpoint_name, latest_checkpoint, list_checkpoints, load_model_weights, remove_partial_checkpoints, save_checkpoint
 from .config import RunConfig, load_toml
 from .data import Dataset, binarize, load_dataset, to_unit_float
+from .distributed import DistInfo, all_sum, barrier, broadcast, shard, threads_per_process
+from .distributed import setup as setup_distributed
+from .distributed import teardown as teardown_distributed
 from .fileio import atomic_write_text, remove_stale_temps, write_failure
 from .errors import CheckpointError, ConfigError, RunExistsError, TrainingDiverged
 from .evaluate import elbo
@@ -100,14 +103,15 @@ def prepare_data(cfg: RunConfig, device: torch.device, log: Callable[[str], None
     """Load the dataset the config names and move it to ``device`` as float tensors, once."""
     t = cfg.train
     ds = dataset or load_dataset(t.dataset, t.data_path or None, log=log)
-    train_x = to_unit_float(ds.train_images).to(device)
-    test_x = to_unit_float(ds.test_images).to(device)
+    train_x = to_unit_float(ds.train_images)
+    test_x = to_unit_float(ds.test_images)
     if t.binarize == "static":
         train_x = binarize(train_x, "static")
     if t.binarize != "none":
-        g = torch.Generator(device=device).manual_seed(TEST_BINARIZE_SEED)
+        # Drawn on the CPU, then moved: the test set is the same whatever the device.
+        g = torch.Generator(device="cpu").manual_seed(TEST_BINARIZE_SEED)
         test_x = binarize(test_x, t.binarize, g)
-    return Prepared(ds, train_x, test_x, ds.test_labels.to(device))
+    return Prepared(ds, train_x.to(device), test_x.to(device), ds.test_labels.to(device))
 
 
 def new_run_dir(cfg: RunConfig, out: str | Path | None, root: str | Path = "runs") -> Path:
@@ -118,8 +122,11 @@ def new_run_dir(cfg: RunConfig, out: str | Path | None, root: str | Path = "runs
     return Path(root) / f"{cfg.name}-{stamp}"
 
 
-def check_run_dir(run_dir: Path, force: bool) -> None:
-    """Raise :class:`RunExistsError` if ``run_dir`` cannot take a new run; writes nothing."""
+def check_run_dir(run_dir: Path, force: bool) -> bool:
+    """Raise :class:`RunExistsError` if a new run may not go into ``run_dir``; writes nothing.
+
+    Returns True if it holds a run that ``force`` allows to be replaced.
+    """
     if run_dir.exists() and not run_dir.is_dir():
         raise RunExistsError(f"{run_dir}: exists and is not a folder")
     if run_dir.is_dir() and any(run_dir.iterdir()):
@@ -127,13 +134,15 @@ def check_run_dir(run_dir: Path, force: bool) -> None:
             raise RunExistsError(f"{run_dir}: folder is not empty and holds no mnist-vae run; choose another --out")
         if not force:
             raise RunExistsError(f"{run_dir}: already holds a run; use --resume {run_dir} to continue it or --force to replace it")
+        return True
+    return False
 
 
 def claim_run_dir(run_dir: Path, force: bool) -> None:
     """Create ``run_dir`` for a new run; refuse to overwrite an existing run unless ``force``."""
-    check_run_dir(run_dir, force)
+    replace = check_run_dir(run_dir, force)
     try:
-        if run_dir.is_dir() and any(run_dir.iterdir()):
+        if replace:
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -193,21 +202,61 @@ def train(
     log: Callable[[str], None] = print,
     dataset: Dataset | None = None,
     stop_after_steps: int | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` and return the last epoch's metrics.
 
     ``resume=True`` continues the run in ``out_dir`` from its newest good checkpoint (``cfg`` may
     only change ``train.epochs``). ``stop_after_steps`` simulates an interruption (tests).
+    ``tensorboard=True`` also logs to ``RUN/tb/``. Under torchrun (``WORLD_SIZE`` > 1) this is
+    data-parallel training, ``batch_size`` images per process; see :mod:`mnist_vae.distributed`.
     """
-    run_dir = new_run_dir(cfg, out_dir)
     t = cfg.train
     device = resolve_device(t.device)
-    threads = set_threads(t.threads)
+    if t.precision == "fp16" and device.type == "cpu":
+        # oneDNN has no float16 LSTM kernel ("could not create a primitive descriptor").
+        raise ConfigError("precision: fp16 is not supported on the CPU (no fp16 LSTM kernel); use bf16 there, or fp16 on cuda/mps")
+    dist, device = setup_distributed(device)
+    try:
+        return _train(cfg, out_dir, device, dist, resume=resume, force=force, progress=progress, figures=figures,
+                      log=log, dataset=dataset, stop_after_steps=stop_after_steps, tensorboard=tensorboard)
+    finally:
+        teardown_distributed(dist)
+
+
+def _train(
+    cfg: RunConfig,
+    out_dir: str | Path | None,
+    device: torch.device,
+    dist: DistInfo,
+    *,
+    resume: bool,
+    force: bool,
+    progress: bool,
+    figures: bool,
+    log: Callable[[str], None],
+    dataset: Dataset | None,
+    stop_after_steps: int | None,
+    tensorboard: bool,
+) -> dict[str, Any]:
+    t = cfg.train
+    main = dist.is_main
+    # Errors the user can cause are raised by every process alike, before any of them waits on
+    # the others, so all exit with the same one-line message instead of hanging.
+    if tensorboard:
+        from .tblog import require_tensorboard
+
+        require_tensorboard()  # fail before touching the run folder
+    if not main:  # only rank 0 talks and writes files
+        log, progress, figures, tensorboard = (lambda _msg: None), False, False, False
+    # Rank 0 picks the folder: a timestamped default could differ by a second between processes.
+    run_dir = Path(broadcast(str(new_run_dir(cfg, out_dir)), dist))
+    threads = set_threads(threads_per_process(t.threads, dist))
     ckpt = None
     if resume:
         saved = read_run_config(run_dir)
         if saved.model != cfg.model or _train_fixed(saved) != _train_fixed(cfg):
-            raise ConfigError(f"{run_dir}: --resume may only change train.epochs; the given config differs from the run's config.toml")
+            raise ConfigError(f"{run_dir}: --resume may only change train.epochs and train.threads; the given config differs from the run's config.toml")
         ckpt = latest_checkpoint(run_dir, warn=log)
         if ckpt is not None and (ckpt.config.model != cfg.model or _train_fixed(ckpt.config) != _train_fixed(cfg)):
             raise CheckpointError(
@@ -219,12 +268,19 @@ def train(
 
     torch.manual_seed(t.seed)
     data_rng = torch.Generator(device="cpu").manual_seed(t.seed)
+    # One process per machine fills the dataset cache (a download, maybe) before the others read it.
+    if dist.local_rank != 0:
+        barrier(dist)
     data = prepare_data(cfg, device, log=log, dataset=dataset)  # bad data fails here, before anything is written
-    if resume:
-        remove_stale_temps(run_dir)  # a killed run's half-written files
-        remove_partial_checkpoints(run_dir)
-    else:
-        claim_run_dir(run_dir, force)
+    if dist.local_rank == 0:
+        barrier(dist)
+    if main:
+        if resume:
+            remove_stale_temps(run_dir)  # a killed run's half-written files
+            remove_partial_checkpoints(run_dir)
+        else:
+            claim_run_dir(run_dir, force)
+    barrier(dist)  # nobody touches the folder before rank 0 has claimed (maybe emptied) it
     model = VAE(cfg.model).to(device)
     model.decoder.channels_last = t.channels_last
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
@@ -234,23 +290,40 @@ def train(
 
     state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "snapshots": {}, "partial": None, "seconds": 0.0}
     if ckpt is not None:
+        saved_world = int(ckpt.trainer.get("world_size", 1))
+        if ckpt.trainer["state"]["step"] and saved_world != dist.world:
+            raise ConfigError(f"{ckpt.path}: saved mid-epoch by {saved_world} process(es), this is {dist.world}; "
+                              f"resume it with {saved_world} (--nproc {saved_world}, or torchrun --nproc_per_node {saved_world})")
         load_model_weights(model, ckpt.weights, ckpt.path / "model.safetensors")
         optimizer.load_state_dict(ckpt.trainer["optimizer"])
         if scaler is not None and "scaler" in ckpt.trainer:
             scaler.load_state_dict(ckpt.trainer["scaler"])
         torch.set_rng_state(ckpt.trainer["torch_rng"])
+        if "device_rng" in ckpt.trainer and ckpt.trainer.get("device_type") == device.type:
+            _set_device_rng_state(device, ckpt.trainer["device_rng"])
         data_rng.set_state(ckpt.trainer["data_rng"])
         state = ckpt.trainer["state"]
         _check_same_data(run_dir, data.dataset)
         log(f"resuming {run_dir} from {ckpt.path.name} (epoch {state['epoch']}, step {state['step']})")
     elif resume:
         log(f"resuming {run_dir}: no checkpoint yet, starting from the beginning")
-    if not resume or not (run_dir / "meta.json").exists():
-        atomic_write_text(run_dir / "config.toml", cfg.to_toml())
-        _write_meta(run_dir, cfg, data.dataset, model, threads, device)
-    elif resume:
-        atomic_write_text(run_dir / "config.toml", cfg.to_toml())  # records a changed epoch count
-    log(f"run folder: {run_dir}")
+    if main:
+        if not resume or not (run_dir / "meta.json").exists():
+            atomic_write_text(run_dir / "config.toml", cfg.to_toml())
+            _write_meta(run_dir, cfg, data.dataset, model, threads, device, dist.world)
+        elif resume:
+            atomic_write_text(run_dir / "config.toml", cfg.to_toml())  # records a changed epoch count
+    log(f"run folder: {run_dir}" + (f" ({dist.world} processes, {t.batch_size} images each per step)" if dist.active else ""))
+    net: torch.nn.Module = model
+    if dist.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    tb = None
+    if tensorboard:
+        from .tblog import TensorBoardLog
+
+        tb = TensorBoardLog(run_dir / "tb", cfg, processes=dist.world, purge_step=state["epoch"] + 1 if ckpt is not None else None)
 
     def trainer_state(epoch_start_data_rng: torch.Tensor | None) -> dict[str, Any]:
         out = {
@@ -260,101 +333,138 @@ def train(
             # same permutation and skips the steps already done.
             "data_rng": epoch_start_data_rng if epoch_start_data_rng is not None else data_rng.get_state(),
             "state": state,
+            "world_size": dist.world,
         }
+        device_rng = _device_rng_state(device)
+        if device_rng is not None:  # the reparameterisation noise comes from the device's generator
+            out["device_rng"], out["device_type"] = device_rng, device.type
         if scaler is not None:
             out["scaler"] = scaler.state_dict()
         return out
 
     n_train = len(data.train_x)
-    steps_per_epoch = math.ceil(n_train / t.batch_size)
+    world = dist.world
+    global_batch = t.batch_size * world
+    steps_per_epoch = math.ceil(n_train / global_batch)
     steps_done = 0
     model.train()
-    with _stop_signals() as stop:
-        while state["epoch"] < t.epochs:
-            epoch = state["epoch"]  # 0-based index of the epoch being trained
-            epoch_rng = data_rng.get_state()
-            perm = torch.randperm(n_train, generator=data_rng).to(device)
-            train_x = data.train_x
-            if t.binarize == "dynamic":
-                train_x = torch.bernoulli(train_x.cpu(), generator=data_rng).to(device)
-            partial = state["partial"] or {"loss": 0.0, "recon": 0.0, "kl": 0.0, "images": 0, "seconds": 0.0}
-            bar = _progress(n_train, f"epoch {epoch + 1}/{t.epochs}", progress)
-            if bar is not None and state["step"]:
-                bar.update(min(state["step"] * t.batch_size, n_train))
-            t0 = time.perf_counter()
-            for step in range(state["step"], steps_per_epoch):
-                idx = perm[step * t.batch_size : (step + 1) * t.batch_size]
-                x = train_x[idx]
-                w = kl_weight(t.beta, t.kl_warmup_epochs, epoch, step, steps_per_epoch)
-                with autocast or nullcontext():
-                    logits, mu, logvar = model(x)
-                loss, recon, kl = elbo_terms(logits, x, mu, logvar, beta=w)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                loss_v, recon_v, kl_v = (v.item() for v in (loss, recon, kl))  # free on CPU; needed for the NaN check
-                if not math.isfinite(loss_v):
+    try:
+        with _stop_signals() as stop:
+            while state["epoch"] < t.epochs:
+                epoch = state["epoch"]  # 0-based index of the epoch being trained
+                epoch_rng = data_rng.get_state()
+                perm = torch.randperm(n_train, generator=data_rng).to(device)
+                train_x = data.train_x
+                if t.binarize == "dynamic":
+                    train_x = torch.bernoulli(train_x.cpu(), generator=data_rng).to(device)
+                partial = state["partial"] or {"loss": 0.0, "recon": 0.0, "kl": 0.0, "images": 0, "seconds": 0.0}
+                bar = _progress(n_train, f"epoch {epoch + 1}/{t.epochs}", progress)
+                if bar is not None and state["step"]:
+                    bar.update(min(state["step"] * global_batch, n_train))
+                t0 = time.perf_counter()
+                for step in range(state["step"], steps_per_epoch):
+                    global_idx = perm[step * global_batch : (step + 1) * global_batch]
+                    g = len(global_idx)
+                    mine = shard(g, dist)
+                    idx = global_idx[mine]
+                    b = len(idx)
+                    # Noise for the whole global batch, sliced like the images: the same z a single
+                    # process would draw for these images.
+                    eps = torch.randn((g, cfg.model.latent_dim), device=device)[mine]
+                    if b == 0:  # fewer images than processes: a zero-weight step keeps DDP in lockstep
+                        idx, eps = global_idx[:1], torch.zeros((1, cfg.model.latent_dim), device=device)
+                    x = train_x[idx]
+                    w = kl_weight(t.beta, t.kl_warmup_epochs, epoch, step, steps_per_epoch)
+                    with autocast or nullcontext():
+                        logits, mu, logvar = net(x, eps)
+                    loss, recon, kl = elbo_terms(logits, x, mu, logvar, beta=w)
+                    if world > 1:
+                        # DDP averages gradients over processes; this weight makes that average
+                        # the gradient of the mean loss over the global batch.
+                        loss = loss * (b * world / g)
+                    optimizer.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        loss.backward()
+                        optimizer.step()
+                    loss_v, recon_v, kl_v = (v.item() for v in (loss, recon, kl))  # free on CPU; needed for the NaN check
+                    signum = stop.get("signum")
+                    stopping = signum is not None or (stop_after_steps is not None and steps_done + 1 >= stop_after_steps)
+                    # One small all-reduce per step: every process sees the same sums, NaN and stop
+                    # request, so they all take the same branch below.
+                    recon_s, kl_s, n_s, bad, stop_s = all_sum(
+                        [recon_v * b if b else 0.0, kl_v * b if b else 0.0, float(b),
+                         float(b > 0 and not math.isfinite(loss_v)), float(stopping)], dist, device)
+                    if bad:
+                        if bar is not None:
+                            bar.close()
+                        saved = list_checkpoints(run_dir)
+                        kept = f"the last good checkpoint {saved[-1]} is kept" if saved else "no checkpoint had been written yet"
+                        raise TrainingDiverged(
+                            f"loss became {loss_v if not math.isfinite(loss_v) else float('nan')} at epoch {epoch + 1}, "
+                            f"batch {step + 1}; {kept}; try a lower learning rate in a new run (e.g. --set lr={t.lr / 10:g})"
+                        )
+                    partial["loss"] += recon_s + kl_s  # the un-warmed ELBO, comparable across epochs
+                    partial["recon"] += recon_s
+                    partial["kl"] += kl_s
+                    partial["images"] += int(n_s)
+                    state["step"] = step + 1
+                    steps_done += 1
                     if bar is not None:
-                        bar.close()
-                    saved = list_checkpoints(run_dir)
-                    kept = f"the last good checkpoint {saved[-1]} is kept" if saved else "no checkpoint had been written yet"
-                    raise TrainingDiverged(
-                        f"loss became {loss_v} at epoch {epoch + 1}, batch {step + 1}; {kept}; "
-                        f"try a lower learning rate in a new run (e.g. --set lr={t.lr / 10:g})"
-                    )
-                b = len(idx)
-                partial["loss"] += (recon_v + kl_v) * b  # the un-warmed ELBO, comparable across epochs
-                partial["recon"] += recon_v * b
-                partial["kl"] += kl_v * b
-                partial["images"] += b
-                state["step"] = step + 1
-                steps_done += 1
+                        bar.update(int(n_s))
+                        el = partial["seconds"] + time.perf_counter() - t0
+                        bar.set_postfix(loss=f"{partial['loss'] / partial['images']:.2f}", recon=f"{partial['recon'] / partial['images']:.2f}",
+                                        kl=f"{partial['kl'] / partial['images']:.2f}", img_s=f"{partial['images'] / max(el, 1e-9):.0f}", refresh=False)
+                    if stop_s:
+                        partial["seconds"] += time.perf_counter() - t0
+                        state["partial"] = partial
+                        if bar is not None:
+                            bar.close()
+                        path = run_dir / "checkpoints" / checkpoint_name(epoch, state["step"])
+                        if main:
+                            path = save_checkpoint(run_dir, cfg, model, trainer_state(epoch_rng), epoch, state["step"])
+                        barrier(dist)  # the checkpoint is complete before any process exits
+                        raise Interrupted(signum or 0, path)
                 if bar is not None:
-                    bar.update(b)
-                    el = partial["seconds"] + time.perf_counter() - t0
-                    bar.set_postfix(loss=f"{partial['loss'] / partial['images']:.2f}", recon=f"{partial['recon'] / partial['images']:.2f}",
-                                    kl=f"{partial['kl'] / partial['images']:.2f}", img_s=f"{partial['images'] / max(el, 1e-9):.0f}", refresh=False)
-                signum = stop.get("signum")
-                if signum is not None or (stop_after_steps is not None and steps_done >= stop_after_steps):
-                    partial["seconds"] += time.perf_counter() - t0
-                    state["partial"] = partial
-                    if bar is not None:
-                        bar.close()
-                    path = save_checkpoint(run_dir, cfg, model, trainer_state(epoch_rng), epoch, state["step"])
-                    raise Interrupted(signum or 0, path)
-            if bar is not None:
-                bar.close()
-            train_seconds = partial["seconds"] + time.perf_counter() - t0
-            n = partial["images"]
-            test = elbo(model, data.test_x, t.eval_batch_size, torch.Generator(device=device).manual_seed(t.seed * 1000 + epoch), autocast)
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": partial["loss"] / n,
-                "train_recon": partial["recon"] / n,
-                "train_kl": partial["kl"] / n,
-                "test_loss": test["loss"],
-                "test_recon": test["recon"],
-                "test_kl": test["kl"],
-                "kl_weight": kl_weight(t.beta, t.kl_warmup_epochs, epoch, steps_per_epoch, steps_per_epoch),
-                "train_seconds": round(train_seconds, 4),
-                "images_per_second": round(n / train_seconds, 1),
-            }
-            state["history"].append(record)
-            state["seconds"] += train_seconds
-            if epoch + 1 in snapshot_epochs(t.epochs):
-                state["snapshots"][str(epoch + 1)] = _decode_fixed(model, fixed_z)
-            state.update(epoch=epoch + 1, step=0, partial=None)
-            save_checkpoint(run_dir, cfg, model, trainer_state(None), epoch + 1, 0)
-            _write_metrics(run_dir, state["history"])
-            log(
-                f"epoch {epoch + 1:3d}/{t.epochs}  train {record['train_loss']:.2f}  test {test['loss']:.2f} "
-                f"(recon {test['recon']:.2f}, KL {test['kl']:.2f})  {record['images_per_second']:.0f} img/s"
-            )
+                    bar.close()
+                train_seconds = partial["seconds"] + time.perf_counter() - t0
+                n = partial["images"]
+                test = None
+                if main:  # the other processes would compute the same numbers
+                    test = elbo(model, data.test_x, t.eval_batch_size, torch.Generator(device=device).manual_seed(t.seed * 1000 + epoch), autocast)
+                test = broadcast(test, dist)
+                record = {
+                    "epoch": epoch + 1,
+                    "train_loss": partial["loss"] / n,
+                    "train_recon": partial["recon"] / n,
+                    "train_kl": partial["kl"] / n,
+                    "test_loss": test["loss"],
+                    "test_recon": test["recon"],
+                    "test_kl": test["kl"],
+                    "kl_weight": kl_weight(t.beta, t.kl_warmup_epochs, epoch, steps_per_epoch, steps_per_epoch),
+                    "train_seconds": round(train_seconds, 4),
+                    "images_per_second": round(n / train_seconds, 1),
+                }
+                state["history"].append(record)
+                state["seconds"] += train_seconds
+                if main and epoch + 1 in snapshot_epochs(t.epochs):
+                    state["snapshots"][str(epoch + 1)] = _decode_fixed(model, fixed_z)
+                state.update(epoch=epoch + 1, step=0, partial=None)
+                if main:
+                    save_checkpoint(run_dir, cfg, model, trainer_state(None), epoch + 1, 0)
+                    _write_metrics(run_dir, state["history"])
+                    if tb is not None:
+                        tb.epoch(record, _decode_fixed(model, fixed_z))
+                log(
+                    f"epoch {epoch + 1:3d}/{t.epochs}  train {record['train_loss']:.2f}  test {test['loss']:.2f} "
+                    f"(recon {test['recon']:.2f}, KL {test['kl']:.2f})  {record['images_per_second']:.0f} img/s"
+                )
+    finally:
+        if tb is not None:
+            tb.close()
     if not state["history"]:
         raise CheckpointError(f"{run_dir}: nothing was trained")
     _write_metrics(run_dir, state["history"])  # a run killed between its last checkpoint and this file
@@ -365,6 +475,8 @@ def train(
         from .figures import write_run_figures
 
         write_run_figures(run_dir, model=model, state=state, data=data, cfg=cfg, log=log)
+    if tb is not None:
+        log(f"tensorboard: tensorboard --logdir {run_dir / 'tb'}")
     return final
 
 
@@ -377,9 +489,26 @@ def _first_difference(a: RunConfig, b: RunConfig) -> str:
     return "they differ"
 
 
+def _device_rng_state(device: torch.device) -> torch.Tensor | None:
+    if device.type == "cuda":
+        return torch.cuda.get_rng_state(device)
+    if device.type == "mps":
+        return torch.mps.get_rng_state()
+    return None
+
+
+def _set_device_rng_state(device: torch.device, state: torch.Tensor) -> None:
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    elif device.type == "mps":
+        torch.mps.set_rng_state(state)
+
+
 def _train_fixed(cfg: RunConfig) -> dict[str, Any]:
+    """The training fields a resumed run must keep: all but the length and the machine's thread count."""
     d = cfg.to_dict()["train"]
     d.pop("epochs")
+    d.pop("threads")
     return d
 
 
@@ -397,7 +526,7 @@ def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
 
-def _write_meta(run_dir: Path, cfg: RunConfig, ds: Dataset, model: VAE, threads: int, device: torch.device) -> None:
+def _write_meta(run_dir: Path, cfg: RunConfig, ds: Dataset, model: VAE, threads: int, device: torch.device, processes: int = 1) -> None:
     meta = {
         "program": "mnist-vae",
         "version": __version__,
@@ -410,6 +539,7 @@ def _write_meta(run_dir: Path, cfg: RunConfig, ds: Dataset, model: VAE, threads:
         "machine": platform.machine(),
         "device": str(device),
         "threads": threads,
+        "processes": processes,
     }
     atomic_write_text(run_dir / "meta.json", json.dumps(meta, indent=2))
     atomic_write_text(run_dir / RUN_MARKER, json.dumps({"program": "mnist-vae", "format": 1}))

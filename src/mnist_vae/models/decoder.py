@@ -56,8 +56,8 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.dense(z)
-        h = h.view(len(z), *self.cfg.decoder_reshape)  # [B, C·H·W] -> [B, C, H, W]
+        h = h.unflatten(1, self.cfg.decoder_reshape)  # [B, C·H·W] -> [B, C, H, W]
         if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         h = self.head(self.convs(h))
-        return h.reshape(len(z), 1, IMAGE_SIZE, IMAGE_SIZE)  # [B, 1, 28, 28] logits
+        return h.reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)  # [B, 1, 28, 28] logits (batch left symbolic for export)

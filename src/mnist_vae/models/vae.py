@@ -33,10 +33,14 @@ class VAE(nn.Module):
         """z [B, latent_dim] -> Bernoulli logits [B, 1, 28, 28]."""
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (logits [B, 1, 28, 28], μ, log σ²)."""
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (logits [B, 1, 28, 28], μ, log σ²).
+
+        ``eps`` [B, latent_dim] supplies the reparameterisation noise (drawn here when None); the
+        data-parallel trainer passes each process its slice of one global draw.
+        """
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar)
+        z = self.reparameterize(mu, logvar) if eps is None else mu + torch.exp(0.5 * logvar) * eps
         return self.decode(z), mu, logvar
 
     @torch.no_grad()

@@ -1,0 +1,125 @@
+"""The notebook API: ``vae = load_run("runs/x")``, then ``sample``, ``encode``, ``decode``, ``reconstruct``.
+
+Inputs may be torch tensors or numpy arrays: one image [28, 28], or a batch [B, 28, 28],
+[B, 1, 28, 28] or [B, 784]; uint8 pixels (0..255) or floats in [0, 1]. Outputs are of the same
+kind as the input (numpy in, numpy out; tensors come back on the CPU), and a single image gives
+results without the batch axis. Images out are pixel probabilities [.., 28, 28] in [0, 1].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .config import IMAGE_SIZE, RunConfig
+from .errors import MnistVaeError
+from .models import VAE
+
+PIXELS = IMAGE_SIZE * IMAGE_SIZE
+
+
+class TrainedVAE:
+    """A trained model in eval mode, with array-friendly methods (no gradients are tracked)."""
+
+    def __init__(self, model: VAE, config: RunConfig, path: Path | None = None, epoch: int = 0,
+                 history: list[dict[str, Any]] | None = None) -> None:
+        self.model = model.eval()
+        self.config = config
+        self.path = path
+        self.epoch = epoch
+        self.history = history or []
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.model.latent_dim
+
+    def __repr__(self) -> str:
+        return f"TrainedVAE({self.config.name!r}, latent_dim={self.latent_dim}, epoch={self.epoch}, path={str(self.path)!r})"
+
+    # --- conversions -----------------------------------------------------------------------------
+
+    def _images(self, x: Any) -> tuple[torch.Tensor, bool, bool]:
+        """-> (float [B, 28, 28] on the device, input was numpy, input was a single image)."""
+        is_numpy = isinstance(x, np.ndarray)
+        t = torch.from_numpy(np.ascontiguousarray(x)) if is_numpy else x
+        if not isinstance(t, torch.Tensor):
+            raise MnistVaeError(f"images: expected a torch tensor or numpy array, got {type(x).__name__}")
+        shape = tuple(t.shape)
+        single = shape == (IMAGE_SIZE, IMAGE_SIZE) or shape == (PIXELS,)
+        if single:
+            t = t.unsqueeze(0)
+        if not (t.dim() >= 2 and t[0].numel() == PIXELS and t.shape[-1] in (IMAGE_SIZE, PIXELS)):
+            raise MnistVaeError(f"images: expected shape [28, 28], [B, 28, 28], [B, 1, 28, 28] or [B, 784], got {list(shape)}")
+        if t.dtype == torch.uint8:
+            t = t.float() / 255.0
+        elif t.is_floating_point():
+            t = t.float()
+        else:
+            raise MnistVaeError(f"images: expected uint8 pixels or floats in [0, 1], got {t.dtype}")
+        return t.reshape(-1, IMAGE_SIZE, IMAGE_SIZE).to(self.device), is_numpy, single
+
+    def _latents(self, z: Any) -> tuple[torch.Tensor, bool, bool]:
+        is_numpy = isinstance(z, np.ndarray)
+        t = torch.from_numpy(np.ascontiguousarray(z)) if is_numpy else z
+        if not isinstance(t, torch.Tensor) or t.shape[-1:] != (self.latent_dim,) or t.dim() > 2:
+            got = list(t.shape) if hasattr(t, "shape") else type(z).__name__
+            raise MnistVaeError(f"z: expected shape [{self.latent_dim}] or [B, {self.latent_dim}], got {got}")
+        single = t.dim() == 1
+        return t.reshape(-1, self.latent_dim).float().to(self.device), is_numpy, single
+
+    @staticmethod
+    def _out(t: torch.Tensor, is_numpy: bool, single: bool) -> Any:
+        t = t.detach().cpu()
+        if single:
+            t = t[0]
+        return t.numpy() if is_numpy else t
+
+    # --- the model -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, x: Any) -> tuple[Any, Any]:
+        """Images -> (μ, log σ²) of q(z|x), each [B, latent_dim]."""
+        t, is_numpy, single = self._images(x)
+        mu, logvar = self.model.encode(t)
+        return self._out(mu, is_numpy, single), self._out(logvar, is_numpy, single)
+
+    @torch.no_grad()
+    def decode(self, z: Any) -> Any:
+        """Latent codes [B, latent_dim] -> pixel probabilities [B, 28, 28]."""
+        t, is_numpy, single = self._latents(z)
+        probs = torch.sigmoid(self.model.decode(t).float()).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+        return self._out(probs, is_numpy, single)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Any) -> Any:
+        """Images -> the decoding of their posterior means, pixel probabilities of the same batch shape [B, 28, 28]."""
+        t, is_numpy, single = self._images(x)
+        mu, _ = self.model.encode(t)
+        probs = torch.sigmoid(self.model.decode(mu).float()).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+        return self._out(probs, is_numpy, single)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = None, numpy: bool = False) -> Any:
+        """``n`` images decoded from z ~ N(0, I) [n, 28, 28]; a ``seed`` makes them reproducible on any device."""
+        if n < 1:
+            raise MnistVaeError(f"n: must be a positive number of samples, got {n}")
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        z = torch.randn((n, self.latent_dim), generator=gen)  # drawn on the CPU, so a seed means the same z everywhere
+        return self.decode(z.numpy() if numpy else z)
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", warn: Callable[[str], None] = print) -> TrainedVAE:
+    """Open a run folder's newest good checkpoint as a :class:`TrainedVAE` on ``device``."""
+    from .runs import open_run
+    from .train import resolve_device
+
+    dev = resolve_device(device) if isinstance(device, str) else device
+    run = open_run(run_dir, device=dev, warn=warn)
+    return TrainedVAE(run.model, run.config, run.path, run.epoch, run.history)

@@ -1,0 +1,50 @@
+"""Run by the distributed tests under torchrun: trains a tiny config and saves each rank's final weights.
+
+Usage: torchrun --nproc_per_node N tests/_ddp_worker.py DATA.npz OUT_DIR BATCH_SIZE
+Writes OUT_DIR/plain (uninterrupted run) and OUT_DIR/resumed (stopped after 3 steps, then resumed in
+the same processes), plus OUT_DIR/{plain,resumed}-rank{R}.pt with that rank's in-memory weights.
+"""
+
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+import mnist_vae.train as T
+from mnist_vae.presets import get_config
+
+made = []
+
+
+class RecordingVAE(T.VAE):  # lets the test see every rank's model, not only rank 0's checkpoint
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        made.append(self)
+
+
+T.VAE = RecordingVAE
+
+
+def main() -> None:
+    data, out, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    # The worker owns the process group, so train() reuses it across the three calls below.
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    cfg = get_config("optimized").override(
+        ["epochs=2", "n_samples=16", "threads=1", f"batch_size={batch}", f'data_path="{data}"'])
+    quiet = dict(progress=False, figures=False, log=lambda _m: None)
+    T.train(cfg, f"{out}/plain", force=True, **quiet)
+    torch.save(made[-1].state_dict(), f"{out}/plain-rank{rank}.pt")
+    try:
+        T.train(cfg, f"{out}/resumed", force=True, stop_after_steps=3, **quiet)
+        raise SystemExit("expected an interruption")
+    except T.Interrupted:
+        pass
+    T.train(cfg, f"{out}/resumed", resume=True, **quiet)
+    torch.save(made[-1].state_dict(), f"{out}/resumed-rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
