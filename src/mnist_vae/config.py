@@ -29,7 +29,7 @@ READOUTS = ("last", "all")
 HEADS = ("conv", "dense")
 DROPOUT_PLACES = ("every-hidden", "between-convs")
 BINARIZE_MODES = ("none", "static", "dynamic")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class TrainConfig:
     binarize: Literal["none", "static", "dynamic"] = "none"
     eval_batch_size: int = 1000
     threads: int = 0
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
     device: str = "cpu"
     n_samples: int = 64

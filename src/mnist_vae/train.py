@@ -83,6 +83,30 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"device: {name!r} is not one of auto, cpu, cuda, cuda:N, mps") from None
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware (CUDA with bf16; x86 CPUs with AVX512-BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` becomes bf16 where the hardware computes it natively, fp32 elsewhere."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
 def autocast_for(precision: str, device: torch.device) -> torch.autocast | None:
     """An autocast context for bf16/fp16 (reused; autocast objects are re-enterable), None for fp32."""
     if precision == "fp32":
@@ -211,8 +235,13 @@ def train(
     ``tensorboard=True`` also logs to ``RUN/tb/``. Under torchrun (``WORLD_SIZE`` > 1) this is
     data-parallel training, ``batch_size`` images per process; see :mod:`mnist_vae.distributed`.
     """
+    device = resolve_device(cfg.train.device)
+    precision = resolve_precision(cfg.train.precision, device)
+    if precision != cfg.train.precision:
+        if os.environ.get("RANK", "0") == "0":
+                log(f"precision: auto -> {precision} ({'native bf16 on this ' + device.type if precision == 'bf16' else 'no native bf16 here'})")
+        cfg = cfg.override([f'train.precision="{precision}"'])  # the run records what it ran with
     t = cfg.train
-    device = resolve_device(t.device)
     if t.precision == "fp16" and device.type == "cpu":
         # oneDNN has no float16 LSTM kernel ("could not create a primitive descriptor").
         raise ConfigError("precision: fp16 is not supported on the CPU (no fp16 LSTM kernel); use bf16 there, or fp16 on cuda/mps")
@@ -434,7 +463,8 @@ def _train(
                 n = partial["images"]
                 test = None
                 if main:  # the other processes would compute the same numbers
-                    test = elbo(model, data.test_x, t.eval_batch_size, torch.Generator(device=device).manual_seed(t.seed * 1000 + epoch), autocast)
+                    # Measured in fp32 whatever the training precision, so test figures compare across precisions.
+                    test = elbo(model, data.test_x, t.eval_batch_size, torch.Generator(device=device).manual_seed(t.seed * 1000 + epoch))
                 test = broadcast(test, dist)
                 record = {
                     "epoch": epoch + 1,
