@@ -96,7 +96,7 @@ def accuracy(model: DigitCNN, images: torch.Tensor, labels: torch.Tensor, batch_
     return hits / len(images)
 
 
-def train_classifier(dataset: Dataset, epochs: int = 8, batch_size: int = 128, lr: float = 5e-3, seed: int = 0,
+def train_classifier(dataset: Dataset, epochs: int = 10, batch_size: int = 50, lr: float = 3e-3, seed: int = 0,
                      log: Callable[[str], None] = print) -> Classifier:
     """Fit :class:`DigitCNN` on the dataset's training split (Adam, random shifts), score it on the test split."""
     from .quality import frechet_distance
