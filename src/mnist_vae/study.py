@@ -235,7 +235,7 @@ def findings(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     if ans is None:
         f, b = by["fast-lr"], by["baseline"]
         hf, hb = f["test_loss_history"], b["test_loss_history"]
-        target = max(hf[-1], hb[-1])  # the worse of the two final losses: both runs reach it
+        target = 1.01 * max(hf[-1], hb[-1])  # within 1% of the worse final loss: a level both runs reach
         ef, eb = _epochs_to(hf, target), _epochs_to(hb, target)
         verdict = "Yes" if ef < eb else "No" if ef > eb else "Equally fast"
         early = min(5, len(hf), len(hb))
