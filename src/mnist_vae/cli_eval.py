@@ -88,7 +88,7 @@ def add_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
             "sample quality; prints a table and writes RUN/eval.json")
     p.add_argument("run", metavar="RUN", help="a run folder")
     p.add_argument("--k", type=int, default=1000, help="importance samples per test image (5000 = the published protocol)")
-    p.add_argument("--chunk", type=int, default=4000, help="latent codes decoded at once (bounds memory)")
+    p.add_argument("--chunk", type=int, default=256, help="latent codes decoded at once (bounds memory; small is fast on CPU)")
     p.add_argument("--seed", type=int, default=0, help="seed for the importance samples and the generated samples")
     p.add_argument("--samples", type=int, default=10000, help="generated samples judged by the digit classifier")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="decoder precision for the NLL (bf16: faster, ~0.01 nat off)")
@@ -105,7 +105,7 @@ def add_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--configs", help="comma-separated configuration names (default: all seven)")
     p.add_argument("--epochs", type=int, default=50, help="epochs per configuration")
     p.add_argument("--k", type=int, default=1000, help="importance samples per test image for the NLL")
-    p.add_argument("--chunk", type=int, default=4000, help="latent codes decoded at once in the NLL")
+    p.add_argument("--chunk", type=int, default=256, help="latent codes decoded at once in the NLL")
     p.add_argument("--samples", type=int, default=10000, help="generated samples per configuration")
     p.add_argument("--precision", choices=PRECISIONS, default="bf16",
                    help="decoder precision for the NLL (bf16 keeps the full study within its time budget)")

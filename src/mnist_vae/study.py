@@ -113,7 +113,7 @@ def table_row(run_dir: Path, ev: dict[str, Any]) -> dict[str, Any]:
 
 def run_study(configs: list[str] | None = None, *, epochs: int = 50, k: int = 1000, dataset: str | Dataset = "auto",
               data_path: str = "", binarize: str = "none", seed: int = 0, jobs: int = 1, out: str | Path = "study",
-              n_samples: int = 10000, chunk: int = 4000, precision: str = "bf16", classifier: Any = None,
+              n_samples: int = 10000, chunk: int = 256, precision: str = "bf16", classifier: Any = None,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train and evaluate ``configs`` (default: all seven) and write the report; returns {"rows", "report_md", ...}.
 
