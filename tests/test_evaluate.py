@@ -11,7 +11,15 @@ from mnist_vae.losses import bce_per_image
 from mnist_vae.models import VAE
 from mnist_vae.presets import get_config
 
-torch.set_default_dtype(torch.float32)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two threads on a shared 2-core machine can be 10x slower than one; tests stay on one.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class LinearGaussian:

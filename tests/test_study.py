@@ -14,6 +14,15 @@ from mnist_vae.study import findings, run_study
 from mnist_vae.train import Interrupted, train
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two threads on a shared 2-core machine can be 10x slower than one; tests stay on one.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def small():
     ds = load_embedded()
@@ -26,16 +35,15 @@ def small():
 
 def test_study_two_configs_report_and_restart(small, tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_VAE_DATA", str(tmp_path / "cache"))
-    torch.set_num_threads(1)
     clf = train_classifier(small, epochs=1, log=lambda m: None)
     out = tmp_path / "study"
     # A study killed in the middle of `fast-lr`'s first epoch: the rerun must resume it.
-    cfg = get_config("fast-lr").override(["train.epochs=2", "train.seed=0", 'train.binarize="none"', "train.threads=0",
+    cfg = get_config("fast-lr").override(["train.epochs=2", "train.seed=0", 'train.binarize="none"', "train.threads=1",
                                           'train.dataset="auto"', 'train.data_path=""'])
     with pytest.raises(Interrupted):
         train(cfg, out / "runs" / "fast-lr", progress=False, figures=False, log=lambda m: None, dataset=small, stop_after_steps=3)
     logs = []
-    kwargs = dict(epochs=2, k=4, n_samples=200, out=out, dataset=small, classifier=clf, chunk=600, log=logs.append)
+    kwargs = dict(threads=1, epochs=2, k=4, n_samples=200, out=out, dataset=small, classifier=clf, chunk=600, log=logs.append)
     result = run_study(["baseline", "fast-lr"], **kwargs)
     assert any("[fast-lr] resuming" in m for m in logs)
     md = (out / "report.md").read_text()

@@ -70,7 +70,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     configs = [c.strip() for c in args.configs.split(",") if c.strip()] if args.configs else None
     result = run_study(configs, epochs=args.epochs, k=args.k, dataset=args.dataset, data_path=args.data_path or "",
                        binarize=args.binarize, seed=args.seed, jobs=args.jobs, out=args.out, n_samples=args.samples,
-                       chunk=args.chunk, precision=args.precision, log=_log)
+                       chunk=args.chunk, precision=args.precision, threads=args.threads, log=_log)
     print(result["report_md"].read_text(encoding="utf-8"))
     print(f"wrote {result['report_md']} and {result['report_html']} in {result['meta']['wall_seconds']:.0f} s")
     return 0
@@ -113,4 +113,5 @@ def add_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--binarize", choices=["none", "static", "dynamic"], default="none", help="pixel binarization")
     p.add_argument("--seed", type=int, default=0, help="seed shared by every configuration")
     p.add_argument("--jobs", type=int, default=1, help="configurations trained in parallel (cores are split between them)")
+    p.add_argument("--threads", type=int, help="CPU threads per job (default: cores // jobs)")
     p.add_argument("--out", default="study", help="study folder")

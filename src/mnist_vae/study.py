@@ -114,12 +114,13 @@ def table_row(run_dir: Path, ev: dict[str, Any]) -> dict[str, Any]:
 def run_study(configs: list[str] | None = None, *, epochs: int = 50, k: int = 1000, dataset: str | Dataset = "auto",
               data_path: str = "", binarize: str = "none", seed: int = 0, jobs: int = 1, out: str | Path = "study",
               n_samples: int = 10000, chunk: int = 256, precision: str = "bf16", classifier: Any = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              threads: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train and evaluate ``configs`` (default: all seven) and write the report; returns {"rows", "report_md", ...}.
 
     ``dataset`` is a name (``auto``, ``embedded``, ...) or a :class:`Dataset` object (tests, slices).
     ``jobs`` > 1 trains in that many spawned processes, splitting the cores between them.
-    ``classifier`` replaces the cached digit classifier (only with ``jobs=1``).
+    ``classifier`` replaces the cached digit classifier (only with ``jobs=1``). ``threads`` per
+    job defaults to cores // jobs (all cores, 0, with one job).
     """
     from .classifier import get_classifier
     from .data import load_dataset
@@ -142,7 +143,8 @@ def run_study(configs: list[str] | None = None, *, epochs: int = 50, k: int = 10
         classifier = get_classifier(ds, log=log)  # trained once here, so workers only read the cache
     cores = os.cpu_count() or 1
     workers = min(jobs, len(names))
-    threads = max(1, cores // workers) if workers > 1 else 0
+    if threads is None:
+        threads = max(1, cores // workers) if workers > 1 else 0
     sets = [f"train.epochs={epochs}", f"train.seed={seed}", f'train.binarize="{binarize}"', f"train.threads={threads}"]
     if not isinstance(dataset, Dataset):
         sets += [f'train.dataset="{dataset}"', f"train.data_path={json.dumps(data_path or '')}"]
