@@ -51,9 +51,10 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _eval_matches(ev: dict[str, Any], epochs: int, k: int, n_samples: int, seed: int) -> bool:
-    return (ev.get("epoch") == epochs and ev.get("iwae", {}).get("k") == k
-            and ev.get("samples", {}).get("n") == n_samples and ev.get("iwae", {}).get("seed") == seed)
+def _eval_matches(ev: dict[str, Any], epochs: int, kw: dict[str, Any]) -> bool:
+    iw = ev.get("iwae", {})
+    return (ev.get("epoch") == epochs and iw.get("k") == kw["k"] and iw.get("seed") == kw["seed"]
+            and iw.get("precision") == kw["precision"] and ev.get("samples", {}).get("n") == kw["n_samples"])
 
 
 def run_one(name: str, cfg_dict: dict[str, Any], run_dir: str, eval_kwargs: dict[str, Any],
@@ -64,7 +65,7 @@ def run_one(name: str, cfg_dict: dict[str, Any], run_dir: str, eval_kwargs: dict
     """
     from .config import RunConfig
     from .evaluate import evaluate_run
-    from .train import RUN_MARKER, train
+    from .train import RUN_MARKER, read_run_config, train
 
     cfg = RunConfig.from_dict(cfg_dict, source=f"study config {name}")
     path = Path(run_dir)
@@ -79,8 +80,11 @@ def run_one(name: str, cfg_dict: dict[str, Any], run_dir: str, eval_kwargs: dict
             ev = json.loads(ev_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             ev = None
-    if ev is None or not _eval_matches(ev, cfg.train.epochs, eval_kwargs["k"], eval_kwargs["n_samples"], eval_kwargs["seed"]):
+    if ev is None or not _eval_matches(ev, cfg.train.epochs, eval_kwargs):
         if (path / RUN_MARKER).exists():
+            # Restarted with another --jobs: keep the run's thread count, which resume must not change.
+            saved = read_run_config(path)
+            cfg = cfg.override([f"train.threads={saved.train.threads}"])
             train(cfg, path, resume=True, progress=False, log=say, dataset=dataset)
         else:
             if path.exists():  # killed before the run was even created: nothing worth keeping
