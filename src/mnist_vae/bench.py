@@ -145,24 +145,20 @@ def bench_one(name: str, epochs: int, threads: int, nll_k: int, nll_images: int,
         times.append(time.perf_counter() - t)
     row["eval_img_s"] = len(test_x) / statistics.median(times[1:])
 
-    nll = nll_rate(model, test_x[:nll_images], nll_k)
-    if nll is not None:
-        row["nll_decoder_passes_s"] = nll
+    row["nll_decoder_passes_s"] = nll_rate(model, test_x[:nll_images], nll_k, precision)
     row["peak_rss_mb"] = peak_rss_mb()
     return row
 
 
-def nll_rate(model: VAE, x: torch.Tensor, k: int) -> float | None:
-    """Decoder passes per second of the importance-weighted NLL estimator, if it is available."""
-    try:
-        from .evaluate import iwae_nll  # provided by the evaluation module
-    except ImportError:
-        return None
-    iwae_nll(model, x[:2], k=min(k, 50), seed=0)  # warm-up
+def nll_rate(model: VAE, x: torch.Tensor, k: int, precision: str) -> float:
+    """Decoder passes (latent codes decoded) per second of the importance-weighted NLL estimator."""
+    from .evaluate import importance_nll
+
+    importance_nll(model, x[:2], k=min(k, 256), seed=0, precision=precision)  # warm-up
     times = []
     for i in range(3):
         t = time.perf_counter()
-        iwae_nll(model, x, k=k, seed=i)
+        importance_nll(model, x, k=k, seed=i, precision=precision)
         times.append(time.perf_counter() - t)
     return len(x) * k / statistics.median(times)
 

@@ -223,8 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--a", type=int, help="index of the first test digit (default: 0)")
             p.add_argument("--b", type=int, help="index of the second test digit (default: the first of another class)")
             p.add_argument("--steps", type=int, default=10, help="number of images in the row")
+    from .cli_eval import add_commands as add_eval_commands
     from .cli_web import add_commands as add_web_commands
 
+    add_eval_commands(sub, add)
     add_web_commands(sub, add)
     add_dist_commands(sub, add)
     return parser
