@@ -65,7 +65,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--binarize", choices=["none", "static", "dynamic"], help="pixel binarisation (default: none; dynamic = resampled each epoch)")
     p.add_argument("--threads", type=int, help="CPU threads (default: 0 = one per core)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: cpu)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="autocast precision (default: fp32)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"],
+                   help="autocast precision (default: fp32; auto = bf16 where the hardware computes it natively; fp16 needs cuda/mps)")
 
 
 # --- commands ----------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ class TrainConfig:
     eval_batch_size: int = 1000
     threads: int = 0
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
-    channels_last: bool = False
+    channels_last: bool = True
     device: str = "cpu"
     n_samples: int = 64
 
