@@ -13,14 +13,6 @@ from mnist_vae.presets import get_config
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two threads on a shared 2-core machine can be 10x slower than one; tests stay on one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class LinearGaussian:
     """p(z) = N(0, I), p(x|z) = N(Wz + b, s² I): log p(x) = log N(x; b, WWᵀ + s² I) exactly."""

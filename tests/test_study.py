@@ -14,14 +14,6 @@ from mnist_vae.study import findings, run_study
 from mnist_vae.train import Interrupted, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two threads on a shared 2-core machine can be 10x slower than one; tests stay on one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def small():

@@ -33,7 +33,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 
 from .config import RunConfig
-from .errors import CheckpointError, ConfigError, WriteError
+from .errors import CheckpointError, WriteError
 from .fileio import _umask, atomic_write_text, fsync_dir, sha256_file, write_failure
 
 FORMAT = "mnist-vae-checkpoint/1"
@@ -172,19 +172,24 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Che
     return Checkpoint(path=path, config=config, weights=weights, trainer=trainer)
 
 
+def read_safetensors(path: Path, what: str = "safetensors file") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; a missing or damaged file is a one-line :class:`CheckpointError`."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        return load_file(str(path)), metadata
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: {what} not found") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a readable {what} ({str(exc).splitlines()[0][:120]})") from None
+
+
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], RunConfig]:
     """Weights and embedded config of a ``model.safetensors`` written by this program."""
     path = Path(path)
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        weights = load_file(str(path))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: file not found") from None
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({str(exc).splitlines()[0][:120]})") from None
+    weights, metadata = read_safetensors(path)
     if metadata.get("format") != FORMAT or "config" not in metadata:
         raise CheckpointError(f"{path}: not an mnist-vae checkpoint (no {FORMAT} metadata)")
     try:

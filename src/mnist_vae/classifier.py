@@ -154,18 +154,10 @@ def save_classifier(clf: Classifier, path: Path) -> Path:
 
 def load_classifier(path: Path) -> Classifier:
     """Read a cached classifier; :class:`CheckpointError` if it is damaged or of another architecture."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    from .checkpoint import read_safetensors
 
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        weights = load_file(str(path))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: classifier file not found") from None
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: not a readable classifier ({str(exc).splitlines()[0][:120]})") from None
+    weights, meta = read_safetensors(path, "classifier file")
     if meta.get("arch") != ARCH:
         raise CheckpointError(f"{path}: classifier architecture {meta.get('arch')!r}, expected {ARCH!r}")
     model = DigitCNN()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import importlib.resources
-import math
 import socket
 import struct
 import tempfile

@@ -117,6 +117,15 @@ def table_row(run_dir: Path, ev: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _cost(name: str) -> int:
+    """Relative cost of training and evaluating a configuration: its forward FLOPs per image."""
+    from .flops import forward_flops
+    from .models import VAE
+    from .presets import get_config
+
+    return forward_flops(VAE(get_config(name).model))["total"]
+
+
 def run_study(configs: list[str] | None = None, *, epochs: int = 50, k: int = 1000, dataset: str | Dataset = "auto",
               data_path: str = "", binarize: str = "none", seed: int = 0, jobs: int = 1, out: str | Path = "study",
               n_samples: int = 10000, chunk: int = 256, precision: str = "bf16", classifier: Any = None,
@@ -164,7 +173,9 @@ def run_study(configs: list[str] | None = None, *, epochs: int = 50, k: int = 10
             rows[n] = run_one(*jobs_args[n], dataset=ds, classifier=classifier, log=log)
     else:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(run_one, *jobs_args[n], dataset=ds): n for n in names}
+            # Longest first: the pool takes jobs in submission order, and a long job started last
+            # would run alone while the other workers sit idle (`original` is ~4x any other).
+            futures = {pool.submit(run_one, *jobs_args[n], dataset=ds): n for n in sorted(names, key=_cost, reverse=True)}
             for fut in as_completed(futures):
                 rows[futures[fut]] = fut.result()
                 log(f"[{futures[fut]}] done")
