@@ -5,7 +5,6 @@ Writes OUT_DIR/plain (uninterrupted run) and OUT_DIR/resumed (stopped after 3 st
 the same processes), plus OUT_DIR/{plain,resumed}-rank{R}.pt with that rank's in-memory weights.
 """
 
-import os
 import sys
 
 import torch

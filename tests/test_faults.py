@@ -15,7 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 import mnist_vae.train as train_mod
-from _runs import (FIGURES, SRC, assert_bitwise_equal, final_weights, good_checkpoints, leftovers, loss_history,
+from _runs import (SRC, assert_bitwise_equal, final_weights, good_checkpoints, leftovers, loss_history,
                    run_in_process, small_dataset, tiny_config, train_args, write_small_npz)
 from mnist_vae.checkpoint import list_checkpoints, load_checkpoint, verify_checkpoint
 from mnist_vae.losses import elbo_terms

@@ -19,9 +19,7 @@ def reconstruct(model: VAE, x: torch.Tensor) -> torch.Tensor:
 def sample(model: VAE, n: int, seed: int = 0) -> torch.Tensor:
     """``n`` images from z ~ N(0, I) drawn with ``seed``: probabilities [n, 28, 28]."""
     model.eval()
-    device = next(model.parameters()).device
-    z = torch.randn((n, model.cfg.latent_dim), generator=torch.Generator().manual_seed(seed)).to(device)
-    return torch.sigmoid(model.decode(z).float()).reshape(n, 28, 28)
+    return model.sample(n, torch.Generator().manual_seed(seed))
 
 
 @torch.no_grad()

@@ -46,9 +46,9 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images decoded from z ~ N(0, I): pixel probabilities [n, 28, 28]."""
-        device = next(self.parameters()).device
-        z = torch.randn((n, self.cfg.latent_dim), generator=generator, device=device)
-        return torch.sigmoid(self.decode(z)).reshape(n, 28, 28)
+        # z is drawn on the CPU, so a seeded generator gives the same samples on every device.
+        z = torch.randn((n, self.cfg.latent_dim), generator=generator).to(next(self.parameters()).device)
+        return torch.sigmoid(self.decode(z).float()).reshape(n, 28, 28)
 
 
 def count_parameters(model: nn.Module) -> int:
