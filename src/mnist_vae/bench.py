@@ -141,7 +141,7 @@ def bench_one(name: str, epochs: int, threads: int, nll_k: int, nll_images: int,
     times = []
     for i in range(4):
         t = time.perf_counter()
-        elbo(model, test_x, 1000, torch.Generator().manual_seed(i), autocast)
+        elbo(model, test_x, generator=torch.Generator().manual_seed(i), autocast=autocast)
         times.append(time.perf_counter() - t)
     row["eval_img_s"] = len(test_x) / statistics.median(times[1:])
 

@@ -124,7 +124,7 @@ class TrainConfig:
     dataset: str = "auto"
     data_path: str = ""
     binarize: Literal["none", "static", "dynamic"] = "none"
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 250  # CPU: ~1.7x faster than 1000 (activations stay in cache)
     threads: int = 0
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = True

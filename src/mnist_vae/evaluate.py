@@ -20,11 +20,16 @@ from .losses import bce_per_image, kl_per_dim, kl_per_image
 from .models import VAE, count_parameters
 
 
+#: Images per evaluation batch. On a 2-core Xeon the test ELBO of `optimized` runs at ~9,600
+#: images/s in batches of 250 and ~5,700 in batches of 1000: small batches stay in cache.
+EVAL_BATCH = 250
+
+
 @torch.no_grad()
 def elbo(
     model: VAE,
     images: torch.Tensor,
-    batch_size: int = 1000,
+    batch_size: int = EVAL_BATCH,
     generator: torch.Generator | None = None,
     autocast: torch.autocast | None = None,
 ) -> dict[str, float]:
@@ -80,7 +85,7 @@ def _fast_copy(model: VAE) -> VAE:
 
 
 @torch.inference_mode()
-def encode_all(model: VAE, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_all(model: VAE, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
     """(μ, log σ²) of every image, float32 [N, D] each, in eval mode."""
     model.eval()
     mus, logvars = [], []
@@ -92,7 +97,7 @@ def encode_all(model: VAE, images: torch.Tensor, batch_size: int = 1000) -> tupl
 
 
 @torch.inference_mode()
-def elbo_report(model: VAE, images: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> dict[str, Any]:
+def elbo_report(model: VAE, images: torch.Tensor, batch_size: int = EVAL_BATCH, seed: int = 0) -> dict[str, Any]:
     """Test ELBO split into reconstruction and KL (one seeded z per image), BCE with z = μ, KL per dimension.
 
     All in nats per image (means over ``images``); ``kl_per_dim`` is a list of length latent_dim.

@@ -11,7 +11,7 @@ from ..config import IMAGE_SIZE, ModelConfig
 def _mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
     layers: list[nn.Module] = []
     for d_in, d_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(d_in, d_out), nn.ReLU()]
+        layers += [nn.Linear(d_in, d_out), nn.ReLU(inplace=True)]  # Linear keeps its input, not its output
         if dropout:
             layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
