@@ -149,13 +149,16 @@ def iw_log_likelihood(mu: torch.Tensor, logvar: torch.Tensor, x: torch.Tensor, l
     return acc - math.log(k)
 
 
-def bernoulli_log_likelihood(model: VAE, autocast: torch.autocast | None = None) -> LogLikelihood:
-    """log p(x|z) of the VAE's Bernoulli decoder: −BCE with logits, summed over pixels; [B, S]."""
+def bernoulli_log_likelihood(model: VAE, dtype: torch.dtype | None = None) -> LogLikelihood:
+    """log p(x|z) of the VAE's Bernoulli decoder: −BCE with logits, summed over pixels; [B, S].
+
+    ``dtype`` is the dtype of the decoder's weights when they are not fp32 (z is cast to it); the
+    log-likelihood itself is always computed in fp32.
+    """
 
     def log_px(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         b, s, d = z.shape
-        with autocast or nullcontext():
-            logits = model.decode(z.reshape(b * s, d))
+        logits = model.decode(z.reshape(b * s, d).to(dtype or z.dtype))
         logits = logits.float().reshape(b, s, -1)
         target = x.reshape(b, 1, -1).expand(b, s, logits.shape[-1])
         return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
@@ -170,19 +173,24 @@ def importance_nll(model: VAE, images: torch.Tensor, k: int = 1000, chunk: int =
 
     The encoder runs once per image; the decoder runs on ``chunk`` latent codes at a time
     (``min(K, chunk)`` samples of each of ``chunk // min(K, chunk)`` images). Seeded: the same seed, K and chunk give the same numbers.
-    ``precision="bf16"`` runs the decoder under bfloat16 autocast (several times faster where the
-    CPU has AMX; the log-likelihood is then approximate to a few hundredths of a nat).
+    ``precision="bf16"`` (or "fp16") runs the decoder with its weights and activations in that
+    dtype: the arithmetic of bf16 autocast, several times faster where the CPU has AMX; the
+    log-likelihood is then approximate to a few hundredths of a nat. The weights are cast once,
+    not on every call as autocast does (for `original`'s 79 MB output layer that cast cost a
+    quarter of the time).
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     fast = _fast_copy(model)
     device = images.device
-    autocast = None if precision == "fp32" else torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    if dtype is not None:
+        fast.decoder.to(dtype)  # the encoder stays fp32: it runs once per image
     per_chunk = min(k, chunk)
     images_per_batch = max(1, chunk // per_chunk)
     g = torch.Generator(device=device).manual_seed(seed)
     mu, logvar = encode_all(fast, images)
-    log_px = bernoulli_log_likelihood(fast, autocast)
+    log_px = bernoulli_log_likelihood(fast, dtype)
     t0 = time.perf_counter()
     out = []
     for start in range(0, len(images), images_per_batch):
