@@ -114,3 +114,41 @@ def test_cli_resume_extends_a_run(tmp_path, small_data, capsys):
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def _mmapped_bytes() -> int | None:
+    """Bytes glibc currently holds in mmap'd chunks (mallinfo2().hblkhd), or None without glibc 2.33+."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    fn.restype = MallInfo2
+    return fn().hblkhd
+
+
+def test_heap_only_malloc_keeps_large_buffers_off_mmap_and_restores_it():
+    from mnist_vae.train import heap_only_malloc
+
+    if _mmapped_bytes() is None:
+        pytest.skip("needs glibc's mallinfo2")
+    big = 64 << 20  # above the largest mmap threshold glibc accepts (32 MiB)
+    with heap_only_malloc() as applied:
+        assert applied
+        before = _mmapped_bytes()
+        buf = torch.empty(big, dtype=torch.uint8)
+        assert _mmapped_bytes() - before < big  # served from the heap
+        del buf
+    before = _mmapped_bytes()
+    buf = torch.empty(big, dtype=torch.uint8)
+    assert _mmapped_bytes() - before >= big  # mmap again after the block
+    del buf

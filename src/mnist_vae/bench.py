@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,12 +31,7 @@ from .evaluate import elbo
 from .flops import forward_flops, train_flops
 from .models import VAE, count_parameters
 from .presets import get_config, list_configs
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+from .sysinfo import peak_rss_mb
 
 
 def matmul_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
@@ -223,11 +217,31 @@ def precision_check(name: str, epochs: int, threads: int, seeds: int = 3) -> dic
     return result
 
 
-def summarize_precision(losses: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    """Mean and seed-to-seed standard deviation per option, and the mean's shift from fp32."""
-    base = statistics.mean(losses["fp32"])
-    return {v: {"mean": statistics.mean(x), "sd": statistics.stdev(x) if len(x) > 1 else float("nan"),
-                "shift_vs_fp32": statistics.mean(x) - base} for v, x in losses.items()}
+#: Two-sided 95% quantiles of Student's t for 1..10 degrees of freedom (beyond: the normal 1.96).
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def summarize_precision(losses: dict[str, list[float]], bound: float = 0.5) -> dict[str, dict[str, Any]]:
+    """Per option: mean and seed-to-seed sd, and the shift from fp32 as a paired comparison.
+
+    Runs with the same seed share the initial weights, the data order and the noise, so the
+    per-seed difference d_i = option_i − fp32_i removes most of the seed-to-seed spread. The shift
+    is mean(d) with a 95% t-interval; ``verdict`` says whether the interval lies inside ±bound
+    ("within"), outside it ("exceeds"), or straddles it ("inconclusive").
+    """
+    base = losses["fp32"]
+    out: dict[str, dict[str, Any]] = {}
+    for v, x in losses.items():
+        d = [a - b for a, b in zip(x, base)]
+        n = len(d)
+        sd_d = statistics.stdev(d) if n > 1 else float("nan")
+        half = (T_975[n - 2] if n - 1 <= len(T_975) else 1.96) * sd_d / n**0.5 if n > 1 else float("nan")
+        lo, hi = statistics.mean(d) - half, statistics.mean(d) + half
+        verdict = "within" if -bound < lo and hi < bound else "exceeds" if lo >= bound or hi <= -bound else "inconclusive"
+        out[v] = {"mean": statistics.mean(x), "sd": statistics.stdev(x) if n > 1 else float("nan"),
+                  "shift_vs_fp32": statistics.mean(d), "paired_sd": sd_d, "ci95": [lo, hi],
+                  "verdict": verdict if v != "fp32" else "reference"}
+    return out
 
 
 def _table(rows: list[dict[str, Any]], peak_gflops: float) -> str:
@@ -305,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.precision_seeds} seeds per option:")
         for v, sm in pc["summary"].items():
             runs = ", ".join(f"{x:.2f}" for x in pc["test_elbo"][v])
-            print(f"  {v:<22} mean {sm['mean']:8.2f}  sd {sm['sd']:5.2f}  shift vs fp32 {sm['shift_vs_fp32']:+.2f} nats  ({runs})")
+            shift = "" if v == "fp32" else (f"  paired shift vs fp32 {sm['shift_vs_fp32']:+.2f} nats, 95% CI [{sm['ci95'][0]:+.2f}, "
+                                            f"{sm['ci95'][1]:+.2f}]: {sm['verdict']} ±0.5")
+            print(f"  {v:<16} mean {sm['mean']:8.2f}  sd {sm['sd']:5.2f}  ({runs}){shift}")
     for r in rows:
         if r["config"] == "optimized":
             full = 5000 * 2000

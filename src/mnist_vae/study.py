@@ -28,6 +28,7 @@ from typing import Any, Callable
 from .data import Dataset
 from .errors import ConfigError
 from .fileio import atomic_write_text
+from .sysinfo import peak_rss_mb
 
 FIGURES = (("reconstructions.png", "Reconstructions (top: test digits, bottom: decoded μ)"),
            ("loss_curves.png", "Loss curves"),
@@ -96,7 +97,7 @@ def run_one(name: str, cfg_dict: dict[str, Any], run_dir: str, eval_kwargs: dict
         ev = evaluate_run(path, dataset=dataset, classifier=classifier, log=say, **eval_kwargs)
     else:
         say("already trained and evaluated; skipped")
-    return table_row(path, ev)
+    return {**table_row(path, ev), "peak_rss_mb": peak_rss_mb()}  # this process's peak so far
 
 
 def table_row(run_dir: Path, ev: dict[str, Any]) -> dict[str, Any]:
@@ -183,7 +184,8 @@ def run_study(configs: list[str] | None = None, *, epochs: int = 50, k: int = 10
     meta = {"epochs": epochs, "k": k, "n_samples": n_samples, "seed": seed, "binarize": binarize, "precision": precision,
             "dataset": ds.info(), "classifier_accuracy": getattr(classifier, "test_accuracy", float("nan")),
             "frechet_floor": getattr(classifier, "floor_frechet", float("nan")), "jobs": workers,
-            "wall_seconds": round(time.perf_counter() - t0, 1)}
+            "wall_seconds": round(time.perf_counter() - t0, 1),
+            "peak_rss_mb": round(max([peak_rss_mb(), *(r["peak_rss_mb"] for r in ordered)]))}
     atomic_write_text(out / "study.json", json.dumps({"meta": meta, "rows": ordered}, indent=2))
     md, page = write_report(out, ordered, meta)
     log(f"report: {md} and {page} ({meta['wall_seconds']:.0f} s)")
@@ -289,6 +291,9 @@ def _intro(meta: dict[str, Any]) -> list[str]:
         f"Fréchet distance on its penultimate features, train-vs-test floor {meta['frechet_floor']:.2f}.",
         "Lower is better for −ELBO, reconstruction, NLL, blank rate and Fréchet; higher for probe accuracy and coverage (of 10).",
     ]
+    if "wall_seconds" in meta:
+        lines.append(f"This study ran in {meta['wall_seconds'] / 60:.1f} min with {meta['jobs']} job(s); the largest peak resident "
+                     f"memory of any of its processes was {meta.get('peak_rss_mb', float('nan')):,.0f} MB.")
     if meta["binarize"] == "none":
         lines.append("Pixels are grey (not binarized): BCE on grey pixels is not a proper likelihood, so the NLL compares "
                      "these configurations with each other, not with published MNIST numbers (use --binarize dynamic for those).")
