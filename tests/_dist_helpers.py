@@ -12,6 +12,10 @@ import numpy as np
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
+#: train() keyword arguments for tests that only need the run folder: no bar, figures or log.
+QUIET = dict(progress=False, figures=False, log=lambda _m: None)
+
+
 def write_tiny_npz(path: Path, n_train: int = 400, n_test: int = 100) -> Path:
     """A Keras-style mnist.npz of digits drawn (seeded) from the embedded set."""
     from mnist_vae.data import load_embedded

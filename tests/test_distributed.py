@@ -11,13 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from _dist_helpers import TORCHRUN, child_env, free_port, tiny_config, write_tiny_npz
+from _dist_helpers import QUIET, TORCHRUN, child_env, free_port, tiny_config, write_tiny_npz
 from mnist_vae.distributed import DistInfo, shard
 from mnist_vae.errors import ConfigError
 from mnist_vae.train import resolve_device, train
 
 WORKER = str(Path(__file__).with_name("_ddp_worker.py"))
-QUIET = dict(progress=False, figures=False, log=lambda _m: None)
 has_cuda = torch.cuda.is_available()
 
 

@@ -47,22 +47,23 @@ def small():
     return small_dataset()
 
 
-@pytest.fixture(scope="module")
-def site16(tmp_path_factory, small):
-    out = tmp_path_factory.mktemp("browser") / "run16"
-    make_run(out, small, latent_dim=16)
+def _site(tmp_path_factory, small, latent_dim: int):
+    """Serve a freshly trained tiny run with this latent size; yields its URL."""
+    out = tmp_path_factory.mktemp("browser") / f"run{latent_dim}"
+    make_run(out, small, latent_dim=latent_dim)
     s = Served(create_app(out, dataset=small))
     yield s.url
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def site16(tmp_path_factory, small):
+    yield from _site(tmp_path_factory, small, 16)
 
 
 @pytest.fixture(scope="module")
 def site2(tmp_path_factory, small):
-    out = tmp_path_factory.mktemp("browser") / "run2"
-    make_run(out, small, latent_dim=2)
-    s = Served(create_app(out, dataset=small))
-    yield s.url
-    s.stop()
+    yield from _site(tmp_path_factory, small, 2)
 
 
 @pytest.fixture(scope="module")

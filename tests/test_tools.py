@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from _dist_helpers import child_env, tiny_config, write_tiny_npz
+from _dist_helpers import QUIET, child_env, tiny_config, write_tiny_npz
 from mnist_vae.cli import main as cli_main
 from mnist_vae.errors import MnistVaeError
 from mnist_vae.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-QUIET = dict(progress=False, figures=False, log=lambda _m: None)
 
 
 @pytest.fixture(scope="module")

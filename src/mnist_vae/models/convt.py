@@ -22,6 +22,8 @@ channels-last fp32/fp64 input, no autocast, not while exporting; anything else r
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,6 +43,16 @@ def conv_transpose_same(c_in: int, c_out: int, stride: int, kernel: int) -> nn.C
 class ConvTranspose2d(nn.ConvTranspose2d):
     """``nn.ConvTranspose2d`` that takes the GEMM or conv2d path when one applies (module docstring)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        k = self.kernel_size[0]
+        # The layer's own conditions, fixed at construction; forward() checks only the input's.
+        self._same_stride1 = (
+            self.stride == (1, 1) and self.dilation == (1, 1) and self.groups == 1 and self.kernel_size == (k, k)
+            and k % 2 == 1 and self.padding == ((k - 1) // 2, (k - 1) // 2) and self.output_padding == (0, 0)
+            and self.bias is not None
+        )
+
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         if output_size is None and self._fast_path_applies(x):
             if self.out_channels <= GEMM_MAX_OUT_CHANNELS:
@@ -51,19 +63,11 @@ class ConvTranspose2d(nn.ConvTranspose2d):
 
     def _fast_path_applies(self, x: torch.Tensor) -> bool:
         """Stride 1, "same" padding, odd square kernel, on channels-last fp32/fp64 CPU input."""
-        k = self.kernel_size[0]
         return (
-            x.dim() == 4
+            self._same_stride1
+            and x.dim() == 4
             and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.float64)
-            and self.stride == (1, 1)
-            and self.dilation == (1, 1)
-            and self.groups == 1
-            and self.kernel_size == (k, k)
-            and k % 2 == 1
-            and self.padding == ((k - 1) // 2, (k - 1) // 2)
-            and self.output_padding == (0, 0)
-            and self.bias is not None
             and x.is_contiguous(memory_format=torch.channels_last)
             and not torch.is_autocast_enabled("cpu")
             and not torch.jit.is_tracing()
