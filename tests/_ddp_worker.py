@@ -10,19 +10,20 @@ import sys
 import torch
 import torch.distributed as dist
 
-import mnist_vae.train as T
+import mnist_vae.training as T
+import mnist_vae.training.run as R
 from mnist_vae.presets import get_config
 
 made = []
 
 
-class RecordingVAE(T.VAE):  # lets the test see every rank's model, not only rank 0's checkpoint
+class RecordingVAE(R.VAE):  # lets the test see every rank's model, not only rank 0's checkpoint
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         made.append(self)
 
 
-T.VAE = RecordingVAE
+R.VAE = RecordingVAE
 
 
 def main() -> None:
@@ -31,8 +32,8 @@ def main() -> None:
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     cfg = get_config("optimized").override(
-        ["epochs=2", "n_samples=16", "threads=1", f"batch_size={batch}", f'data_path="{data}"'])
-    quiet = dict(progress=False, figures=False, log=lambda _m: None)
+        ["epochs=2", "threads=1", f"batch_size={batch}", f'data_path="{data}"'])
+    quiet = dict(progress=False, figures=False)
     T.train(cfg, f"{out}/plain", force=True, **quiet)
     torch.save(made[-1].state_dict(), f"{out}/plain-rank{rank}.pt")
     try:

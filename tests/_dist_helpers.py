@@ -7,33 +7,18 @@ import socket
 import sys
 from pathlib import Path
 
-import numpy as np
-
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 #: train() keyword arguments for tests that only need the run folder: no bar, figures or log.
-QUIET = dict(progress=False, figures=False, log=lambda _m: None)
+QUIET = dict(progress=False, figures=False)
 
 
-def write_tiny_npz(path: Path, n_train: int = 400, n_test: int = 100) -> Path:
-    """A Keras-style mnist.npz of digits drawn (seeded) from the embedded set."""
-    from mnist_vae.data import load_embedded
+def tiny_run_config(data: Path, epochs: int = 2, batch_size: int = 100, **changes: object):
+    """``optimized``, one thread, trained on the npz file ``data``."""
+    from helpers import tiny_config
 
-    ds = load_embedded()
-    rng = np.random.default_rng(0)
-    tr = rng.permutation(len(ds.train_images))[:n_train]
-    te = rng.permutation(len(ds.test_images))[:n_test]
-    np.savez(path, x_train=ds.train_images.numpy()[tr], y_train=ds.train_labels.numpy()[tr],
-             x_test=ds.test_images.numpy()[te], y_test=ds.test_labels.numpy()[te])
-    return path
-
-
-def tiny_config(data: Path, epochs: int = 2, batch_size: int = 100, *extra: str):
-    from mnist_vae.presets import get_config
-
-    return get_config("optimized").override(
-        [f"epochs={epochs}", "n_samples=16", "threads=1", f"batch_size={batch_size}", f'data_path="{data}"', *extra])
+    return tiny_config(epochs, "optimized", batch_size=batch_size, data_path=str(data), **changes)
 
 
 def child_env() -> dict[str, str]:

@@ -8,13 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file
 
 import mnist_vae
-from mnist_vae.checkpoint import list_checkpoints, verify_checkpoint
-from mnist_vae.data import load_embedded
+from mnist_vae.runs.checkpoint import list_checkpoints, verify_checkpoint
 
 SRC = Path(mnist_vae.__file__).resolve().parents[1]
 FAULTRUN = Path(__file__).with_name("_faultrun.py")
@@ -23,21 +21,10 @@ STEPS_PER_EPOCH = N_TRAIN // BATCH
 FIGURES = ("reconstructions.png", "loss_curves.png", "samples.png", "samples_over_training.png", "interpolation.png")
 
 
-def write_small_npz(path: Path, n_train: int = N_TRAIN, n_test: int = N_TEST) -> Path:
-    """A Keras-style npz with a shuffled slice of the embedded digits (all classes present)."""
-    ds = load_embedded()
-    rng = np.random.default_rng(0)
-    tr = np.sort(rng.permutation(len(ds.train_labels))[:n_train])
-    te = np.sort(rng.permutation(len(ds.test_labels))[:n_test])
-    np.savez(path, x_train=ds.train_images.numpy()[tr], y_train=ds.train_labels.numpy()[tr],
-             x_test=ds.test_images.numpy()[te], y_test=ds.test_labels.numpy()[te])
-    return path
-
-
 def train_args(npz: Path, out: Path, binarize: str = "none", config: str = "dropout") -> list[str]:
     """CLI arguments for the tiny run: dropout masks, reparameterisation noise and shuffling all matter."""
     return ["train", "--config", config, "--data-path", str(npz), "--epochs", str(EPOCHS), "--threads", "1",
-            "--binarize", binarize, "--set", "n_samples=16", "--set", f"eval_batch_size={N_TEST}",
+            "--binarize", binarize, "--set", f"eval_batch_size={N_TEST}",
             "--out", str(out), "--no-progress"]
 
 
@@ -104,22 +91,3 @@ def loss_history(run: Path) -> list[tuple]:
 def leftovers(run: Path) -> list[str]:
     """Temporary files or folders anywhere in the run (hidden names are ours: .tmp-*, .x.abc.tmp)."""
     return sorted(str(p.relative_to(run)) for p in run.rglob(".*"))
-
-
-def small_dataset(n_train: int = N_TRAIN, n_test: int = N_TEST):
-    """The same digits as :func:`write_small_npz`, as an in-memory Dataset."""
-    from mnist_vae.data import Dataset
-
-    ds = load_embedded()
-    rng = np.random.default_rng(0)
-    tr = torch.from_numpy(np.sort(rng.permutation(len(ds.train_labels))[:n_train]))
-    te = torch.from_numpy(np.sort(rng.permutation(len(ds.test_labels))[:n_test]))
-    return Dataset("small", ds.train_images[tr], ds.train_labels[tr], ds.test_images[te], ds.test_labels[te],
-                   "small-" + ds.sha256, "embedded")
-
-
-def tiny_config(epochs: int = 2, config: str = "dropout"):
-    """A named config shrunk for tests: one thread, small evaluation and sample counts."""
-    from mnist_vae.presets import get_config
-
-    return get_config(config).override([f"epochs={epochs}", "threads=1", "n_samples=16", f"eval_batch_size={N_TEST}"])

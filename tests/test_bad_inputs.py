@@ -14,15 +14,16 @@ import torch
 from safetensors.torch import save_file
 
 from _idx_helpers import idx_bytes
-from _runs import run_in_process, tiny_config, train_args, write_small_npz
-from mnist_vae.checkpoint import list_checkpoints
-from mnist_vae.fileio import sha256_file
-from mnist_vae.train import train
+from _runs import run_in_process, train_args
+from helpers import tiny_config, write_npz
+from mnist_vae.runs.checkpoint import list_checkpoints
+from mnist_vae.io import sha256_file
+from mnist_vae.training import train
 
 
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory):
-    return write_small_npz(tmp_path_factory.mktemp("data") / "small.npz")
+    return write_npz(tmp_path_factory.mktemp("data") / "small.npz")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def finished(npz, tmp_path_factory):
     """A finished 1-epoch run folder (config.toml, checkpoint E1) to copy and spoil."""
     run = tmp_path_factory.mktemp("finished") / "run"
     threads = torch.get_num_threads()
-    train(tiny_config(1).override([f"data_path={json.dumps(str(npz))}"]), run, progress=False, figures=False, log=lambda _m: None)
+    train(tiny_config(1).override([f"data_path={json.dumps(str(npz))}"]), run, progress=False, figures=False)
     torch.set_num_threads(threads)
     return run
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from _idx_helpers import STEMS, gz_payloads, idx_bytes, serve, sha256, small_arrays, write_idx, write_idx_dir
+from helpers import captured_log
 from mnist_vae import data
 from mnist_vae.errors import DataError, MnistVaeError
 
@@ -258,8 +259,8 @@ def test_download_verifies_loads_and_never_downloads_twice(tmp_path):
     sums = {n: sha256(b) for n, b in payloads.items()}
     with serve({f"/m/{n}": b for n, b in payloads.items()}) as (base, requests):
         cache = tmp_path / "cache"
-        lines: list[str] = []
-        ds = data.load_mnist(cache, mirrors=[base + "/m/"], files=sums, log=lines.append)
+        with captured_log() as lines:
+            ds = data.load_mnist(cache, mirrors=[base + "/m/"], files=sums)
         assert len(requests) == 4 and len(lines) == 4
         assert ds.name == "mnist" and ds.info()["n_train"] == 12 and ds.info()["n_test"] == 5
         assert listing(cache) == sorted(payloads)
@@ -275,7 +276,7 @@ def test_download_falls_back_to_second_mirror(tmp_path):
     routes.update({f"/bad/{n}": b[:-1] + b"x" for n, b in payloads.items()})
     with serve(routes) as (base, requests):
         cache = tmp_path / "cache"
-        data.download_mnist(cache, [base + "/bad/", base + "/good/"], sums, log=lambda _: None)
+        data.download_mnist(cache, [base + "/bad/", base + "/good/"], sums)
     assert len(requests) == 8
     assert listing(cache) == sorted(payloads)
     assert all(sha256((cache / n).read_bytes()) == s for n, s in sums.items())
@@ -292,7 +293,7 @@ def test_download_failure_leaves_no_partial_files(tmp_path, mode):
         routes[f"/{mirror}/{target}"] = payloads[target][:-5] if mode == "corrupt" else 500
     cache = tmp_path / "cache"
     with serve(routes) as (base, _), pytest.raises(DataError) as err:
-        data.download_mnist(cache, [base + "/a/", base + "/b/"], sums, log=lambda _: None)
+        data.download_mnist(cache, [base + "/a/", base + "/b/"], sums)
     text = str(err.value)
     assert text.startswith(target) and "/a/" in text and "/b/" in text and "\n" not in text
     assert ("SHA-256 mismatch" if mode == "corrupt" else "500") in text
@@ -303,9 +304,8 @@ def test_download_failure_leaves_no_partial_files(tmp_path, mode):
 
 def test_auto_falls_back_to_embedded_offline(tmp_path):
     cache = tmp_path / "cache"
-    lines: list[str] = []
-    ds = data.load_dataset("auto", cache_dir=cache, mirrors=[closed_port_url(), closed_port_url()],
-                           probe_timeout=1.0, log=lines.append)
+    with captured_log() as lines:
+        ds = data.load_dataset("auto", cache_dir=cache, mirrors=[closed_port_url(), closed_port_url()], probe_timeout=1.0)
     assert ds.name == "embedded" and len(lines) == 1
     assert lines[0].startswith("dataset: embedded digits (8,000 train / 2,000 test)")
     assert "not downloadable" in lines[0]
@@ -318,9 +318,8 @@ def test_auto_partial_download_leaves_cache_untouched(tmp_path):
     routes: dict[str, bytes | int] = {f"/m/{n}": b for n, b in payloads.items()}
     routes["/m/t10k-labels-idx1-ubyte.gz"] = 500
     cache = tmp_path / "deep" / "cache"
-    lines: list[str] = []
-    with serve(routes) as (base, requests):
-        ds = data.load_dataset("auto", cache_dir=cache, mirrors=[base + "/m/"], files=sums, log=lines.append)
+    with serve(routes) as (base, requests), captured_log() as lines:
+        ds = data.load_dataset("auto", cache_dir=cache, mirrors=[base + "/m/"], files=sums)
     assert ds.name == "embedded" and len(lines) == 1 and len(requests) == 4
     assert not (tmp_path / "deep").exists()
 
@@ -329,11 +328,10 @@ def test_auto_uses_cached_or_downloadable_mnist(tmp_path):
     payloads = gz_payloads()
     sums = {n: sha256(b) for n, b in payloads.items()}
     cache = tmp_path / "cache"
-    lines: list[str] = []
-    with serve({f"/m/{n}": b for n, b in payloads.items()}) as (base, requests):
-        ds = data.load_dataset("auto", cache_dir=cache, mirrors=[base + "/m/"], files=sums, log=lines.append)
+    with serve({f"/m/{n}": b for n, b in payloads.items()}) as (base, requests), captured_log() as lines:
+        ds = data.load_dataset("auto", cache_dir=cache, mirrors=[base + "/m/"], files=sums)
         assert ds.name == "mnist" and "downloaded" in lines[-1] and len(lines) == 1
-        ds = data.load_dataset("auto", cache_dir=cache, mirrors=[base + "/m/"], files=sums, log=lines.append)
+        ds = data.load_dataset("auto", cache_dir=cache, mirrors=[base + "/m/"], files=sums)
         assert ds.name == "mnist" and "cached" in lines[-1] and len(requests) == 4
 
 
@@ -341,12 +339,12 @@ def test_load_dataset_names_and_paths(tmp_path):
     with pytest.raises(DataError, match="auto, embedded, mnist, fashion-mnist"):
         data.load_dataset("cifar")
     write_idx_dir(tmp_path / "idx")
-    lines: list[str] = []
-    assert data.load_dataset(path=tmp_path / "idx", log=lines.append).name == "idx-dir"
     tx, ty, vx, vy = small_arrays()
     np.savez(tmp_path / "m.npz", x_train=tx, y_train=ty, x_test=vx, y_test=vy)
-    assert data.load_dataset(path=tmp_path / "m.npz", log=lines.append).name == "npz"
-    assert data.load_dataset("embedded", log=lines.append).name == "embedded"
+    with captured_log() as lines:
+        assert data.load_dataset(path=tmp_path / "idx").name == "idx-dir"
+        assert data.load_dataset(path=tmp_path / "m.npz").name == "npz"
+        assert data.load_dataset("embedded").name == "embedded"
     assert len(lines) == 3
     with pytest.raises(DataError, match="nowhere"):
         data.load_dataset(path=tmp_path / "nowhere")
@@ -355,7 +353,7 @@ def test_load_dataset_names_and_paths(tmp_path):
 # --- Fashion-MNIST --------------------------------------------------------------------------------
 
 def test_fashion_mnist_not_found(monkeypatch, tmp_path):
-    monkeypatch.setattr(data, "FASHION_DIRS", [str(tmp_path / "none")])
+    monkeypatch.setattr(data.datasets, "FASHION_DIRS", [str(tmp_path / "none")])
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         data.load_fashion_mnist()
 

@@ -11,10 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from _dist_helpers import QUIET, TORCHRUN, child_env, free_port, tiny_config, write_tiny_npz
-from mnist_vae.distributed import DistInfo, shard
+from helpers import write_npz
+from _dist_helpers import QUIET, TORCHRUN, child_env, free_port, tiny_run_config
+from mnist_vae.runtime.distributed import DistInfo, shard
 from mnist_vae.errors import ConfigError
-from mnist_vae.train import resolve_device, train
+from mnist_vae.runtime.device import resolve_device
+from mnist_vae.training import train
 
 WORKER = str(Path(__file__).with_name("_ddp_worker.py"))
 has_cuda = torch.cuda.is_available()
@@ -22,14 +24,14 @@ has_cuda = torch.cuda.is_available()
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    return write_tiny_npz(tmp_path_factory.mktemp("data") / "tiny.npz")
+    return write_npz(tmp_path_factory.mktemp("data") / "tiny.npz")
 
 
 @pytest.fixture(scope="module")
 def single_run(tiny, tmp_path_factory) -> Path:
     """One process, batch 100, 2 epochs: the reference the data-parallel runs must reproduce."""
     out = tmp_path_factory.mktemp("single") / "run"
-    train(tiny_config(tiny, 2, 100), out, **QUIET)
+    train(tiny_run_config(tiny, 2, 100), out, **QUIET)
     return out
 
 
@@ -60,7 +62,7 @@ def test_shards_cover_the_global_batch_once_in_order(n, world):
 
 def test_fp16_on_cpu_is_a_config_error(tiny, tmp_path):
     with pytest.raises(ConfigError, match="fp16"):
-        train(tiny_config(tiny, 1, 100, "precision=\"fp16\"", 'device="cpu"'), tmp_path / "r", **QUIET)
+        train(tiny_run_config(tiny, 1, 100, precision="fp16", device="cpu"), tmp_path / "r", **QUIET)
     assert not (tmp_path / "r").exists()  # refused before touching the run folder
 
 
@@ -72,7 +74,7 @@ def test_cuda_request_without_cuda_is_a_config_error():
 
 
 def test_bf16_autocast_trains_on_cpu(tiny, tmp_path, single_run):
-    m = train(tiny_config(tiny, 1, 100, 'precision="bf16"'), tmp_path / "bf16", **QUIET)
+    m = train(tiny_run_config(tiny, 1, 100, precision="bf16"), tmp_path / "bf16", **QUIET)
     ref = json.loads((single_run / "metrics.jsonl").read_text().splitlines()[0])
     assert m["test_loss"] == pytest.approx(ref["test_loss"], rel=0.02)  # bf16 rounding, same training
     assert m["test_loss"] != ref["test_loss"]  # ...but autocast really was on
@@ -108,7 +110,7 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(tiny, single
 def test_nproc_flag_starts_the_same_training_through_the_elastic_launcher(tiny, single_run, tmp_path):
     out = tmp_path / "nproc"
     p = run_ok([sys.executable, "-m", "mnist_vae", "train", "--nproc", "2", "--config", "optimized", "--epochs", "1",
-                "--batch-size", "50", "--threads", "1", "--set", "n_samples=16", "--data-path", str(tiny),
+                "--batch-size", "50", "--threads", "1", "--data-path", str(tiny),
                 "--out", str(out), "--no-progress"])
     assert p.stdout.count("done:") == 1  # rank 0 alone reports
     assert json.loads((out / "meta.json").read_text())["processes"] == 2
@@ -124,7 +126,7 @@ def test_two_machines_on_localhost(tiny, single_run, tmp_path):
     for node in (0, 1):
         cmd = [*TORCHRUN, "--nnodes=2", "--nproc_per_node=1", f"--node_rank={node}", "--master_addr=127.0.0.1",
                f"--master_port={port}", "-m", "mnist_vae", "train", "--config", "optimized", "--epochs", "1",
-               "--batch-size", "50", "--threads", "1", "--set", "n_samples=16", "--data-path", str(tiny),
+               "--batch-size", "50", "--threads", "1", "--data-path", str(tiny),
                "--out", str(out), "--no-progress"]
         procs.append(subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = [p.communicate(timeout=180) for p in procs]
@@ -140,7 +142,7 @@ def test_two_machines_on_localhost(tiny, single_run, tmp_path):
 @pytest.mark.skipif(not has_cuda, reason="no CUDA device on this machine")
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_training_on_cuda(tiny, single_run, tmp_path, precision):
-    cfg = tiny_config(tiny, 2, 100, 'device="cuda"', f'precision="{precision}"')
+    cfg = tiny_run_config(tiny, 2, 100, device="cuda", precision=precision)
     m = train(cfg, tmp_path / "cuda", **QUIET)
     ref = json.loads((single_run / "metrics.jsonl").read_text().splitlines()[-1])
     assert m["test_loss"] == pytest.approx(ref["test_loss"], rel=0.02 if precision != "fp32" else 1e-3)
@@ -149,9 +151,9 @@ def test_training_on_cuda(tiny, single_run, tmp_path, precision):
 
 @pytest.mark.skipif(not has_cuda, reason="no CUDA device on this machine")
 def test_cuda_resume_is_exact(tiny, tmp_path):
-    from mnist_vae.train import Interrupted
+    from mnist_vae.training import Interrupted
 
-    cfg = tiny_config(tiny, 2, 100, 'device="cuda"')
+    cfg = tiny_run_config(tiny, 2, 100, device="cuda")
     before = torch.backends.cudnn.deterministic
     torch.backends.cudnn.deterministic = True  # cuDNN may otherwise pick non-deterministic kernels
     try:

@@ -14,24 +14,26 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-import mnist_vae.train as train_mod
-from _runs import (SRC, assert_bitwise_equal, final_weights, good_checkpoints, leftovers, loss_history,
-                   run_in_process, small_dataset, tiny_config, train_args, write_small_npz)
-from mnist_vae.checkpoint import list_checkpoints, load_checkpoint, verify_checkpoint
+import mnist_vae.training.trainer as train_mod
+from _runs import (SRC, assert_bitwise_equal, final_weights, good_checkpoints, leftovers, loss_history, run_in_process,
+                   train_args)
+from helpers import captured_log, small_dataset, tiny_config, write_npz
+from mnist_vae.runs.checkpoint import list_checkpoints, load_checkpoint, verify_checkpoint
 from mnist_vae.losses import elbo_terms
-from mnist_vae.train import TrainingDiverged, train
+from mnist_vae.errors import TrainingDiverged
+from mnist_vae.training import train
 
 
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory):
-    return write_small_npz(tmp_path_factory.mktemp("data") / "small.npz")
+    return write_npz(tmp_path_factory.mktemp("data") / "small.npz")
 
 
 def quiet_train(*args, **kwargs):
     threads = torch.get_num_threads()
-    log: list[str] = []
     try:
-        return train(*args, progress=False, figures=False, log=log.append, **kwargs), log
+        with captured_log() as log:
+            return train(*args, progress=False, figures=False, **kwargs), log
     finally:
         torch.set_num_threads(threads)
 

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _idx_helpers import idx_bytes
-from _runs import small_dataset, tiny_config
-from mnist_vae.checkpoint import load_checkpoint, read_weights, save_checkpoint
+from helpers import small_dataset, tiny_config
+from mnist_vae.runs.checkpoint import load_checkpoint, read_weights, save_checkpoint
 from mnist_vae.config import ModelConfig, RunConfig, TrainConfig
 from mnist_vae.data import read_idx
 from mnist_vae.errors import MnistVaeError

@@ -25,11 +25,12 @@ import pytest
 import torch
 
 from _runs import (EPOCHS, FIGURES, SRC, STEPS_PER_EPOCH, assert_bitwise_equal, final_weights, good_checkpoints,
-                   leftovers, loss_history, optimizer_tensors, run_cli, run_in_process, train_args, write_small_npz)
-from mnist_vae.checkpoint import load_checkpoint
+                   leftovers, loss_history, optimizer_tensors, run_cli, run_in_process, train_args)
+from helpers import write_npz
+from mnist_vae.runs.checkpoint import load_checkpoint
 from mnist_vae.cli import build_parser, resolve_config
 from mnist_vae.config import load_toml
-from mnist_vae.train import train
+from mnist_vae.training import train
 
 TOTAL_STEPS = STEPS_PER_EPOCH * EPOCHS
 SEED = int(os.environ.get("MNIST_VAE_KILL_SEED", "7"))
@@ -55,7 +56,7 @@ SLOW_POINTS = ([(*p, _rng.choice(["none", "dynamic"])) for p in _rest] if os.env
 
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory):
-    return write_small_npz(tmp_path_factory.mktemp("data") / "small.npz")
+    return write_npz(tmp_path_factory.mktemp("data") / "small.npz")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def reference(npz, tmp_path_factory):
             cfg = resolve_config(build_parser().parse_args(train_args(npz, out, binarize)))
             threads = torch.get_num_threads()
             try:
-                train(cfg, out, progress=False, figures=False, log=lambda _m: None)
+                train(cfg, out, progress=False, figures=False)
             finally:
                 torch.set_num_threads(threads)
             cache[binarize] = out

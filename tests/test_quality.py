@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from mnist_vae import quality
+from mnist_vae.evaluation import samples as quality
 
 
 def test_coverage_and_entropy_one_class_only():

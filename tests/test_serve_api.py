@@ -17,7 +17,8 @@ pytest.importorskip("httpx", reason="httpx (needed by FastAPI's TestClient) is n
 
 from _serve_helpers import make_run, small_dataset  # noqa: E402
 from mnist_vae.cli import main  # noqa: E402
-from mnist_vae.serve import MAX_BODY_BYTES, create_app, listen_socket, png_gray  # noqa: E402
+from mnist_vae.serve.app import MAX_BODY_BYTES, create_app, listen_socket  # noqa: E402
+from mnist_vae.serve.images import png_gray  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's note about httpx vs httpx2

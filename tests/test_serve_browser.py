@@ -17,7 +17,7 @@ if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 
 from _serve_helpers import make_run, small_dataset  # noqa: E402
-from mnist_vae.serve import create_app, listen_socket, make_server  # noqa: E402
+from mnist_vae.serve.app import create_app, listen_socket, make_server  # noqa: E402
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]

@@ -6,12 +6,15 @@ import json
 import pytest
 import torch
 
-from mnist_vae.classifier import get_classifier, train_classifier
+from mnist_vae.evaluation.classifier import get_classifier, train_classifier
+from helpers import captured_log
 from mnist_vae.cli import build_parser
+from mnist_vae.config import EvalConfig
 from mnist_vae.data import load_embedded
 from mnist_vae.presets import get_config
-from mnist_vae.study import findings, run_study
-from mnist_vae.train import Interrupted, train
+from mnist_vae.study.report import findings
+from mnist_vae.study.runner import run_study
+from mnist_vae.training import Interrupted, train
 
 
 
@@ -27,16 +30,17 @@ def small():
 
 def test_study_two_configs_report_and_restart(small, tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_VAE_DATA", str(tmp_path / "cache"))
-    clf = train_classifier(small, epochs=1, log=lambda m: None)
+    clf = train_classifier(small, epochs=1)
     out = tmp_path / "study"
     # A study killed in the middle of `fast-lr`'s first epoch: the rerun must resume it.
     cfg = get_config("fast-lr").override(["train.epochs=2", "train.seed=0", 'train.binarize="none"', "train.threads=1",
                                           'train.dataset="auto"', 'train.data_path=""'])
     with pytest.raises(Interrupted):
-        train(cfg, out / "runs" / "fast-lr", progress=False, figures=False, log=lambda m: None, dataset=small, stop_after_steps=3)
-    logs = []
-    kwargs = dict(threads=1, epochs=2, k=4, n_samples=200, out=out, dataset=small, classifier=clf, chunk=600, log=logs.append)
-    result = run_study(["baseline", "fast-lr"], **kwargs)
+        train(cfg, out / "runs" / "fast-lr", progress=False, figures=False, dataset=small, stop_after_steps=3)
+    kwargs = dict(threads=1, epochs=2, settings=EvalConfig(k=4, n_samples=200, chunk=600, precision="bf16"), out=out,
+                  dataset=small, classifier=clf)
+    with captured_log() as logs:
+        result = run_study(["baseline", "fast-lr"], **kwargs)
     assert any("[fast-lr] resuming" in m for m in logs)
     md = (out / "report.md").read_text()
     table = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line][:3]
@@ -51,8 +55,8 @@ def test_study_two_configs_report_and_restart(small, tmp_path, monkeypatch):
     assert ev["binarized"] is False and ev["iwae"]["k"] == 4 and ev["samples"]["n"] == 200
     assert result["rows"][0]["nll"] == pytest.approx(ev["iwae"]["nll"])
     # Restarted: both runs are done, so nothing is retrained or re-evaluated.
-    logs.clear()
-    run_study(["baseline", "fast-lr"], **kwargs)
+    with captured_log() as logs:
+        run_study(["baseline", "fast-lr"], **kwargs)
     assert sum("skipped" in m for m in logs) == 2
 
 
@@ -95,12 +99,12 @@ def test_cli_parses_the_new_commands():
 def test_cached_classifier_is_reused(small, tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_VAE_DATA", str(tmp_path))
     tiny = dataclasses.replace(small, train_images=small.train_images[:200], train_labels=small.train_labels[:200])
-    monkeypatch.setattr("mnist_vae.classifier.train_classifier",
-                        lambda ds, log=print: train_classifier(ds, epochs=1, log=log))
-    first = get_classifier(tiny, log=lambda m: None)
+    monkeypatch.setattr("mnist_vae.evaluation.classifier.train_classifier",
+                        lambda ds: train_classifier(ds, epochs=1))
+    first = get_classifier(tiny)
     assert (tmp_path / "classifiers" / f"{tiny.sha256[:16]}.safetensors").exists()
-    monkeypatch.setattr("mnist_vae.classifier.train_classifier", lambda *a, **k: pytest.fail("retrained"))
-    again = get_classifier(tiny, log=lambda m: None)
+    monkeypatch.setattr("mnist_vae.evaluation.classifier.train_classifier", lambda *a, **k: pytest.fail("retrained"))
+    again = get_classifier(tiny)
     assert again.test_accuracy == first.test_accuracy
     x = small.test_images[:5].float() / 255
     assert torch.allclose(first.predict(x)[0], again.predict(x)[0])

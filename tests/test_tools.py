@@ -12,24 +12,25 @@ import numpy as np
 import pytest
 import torch
 
-from _dist_helpers import QUIET, child_env, tiny_config, write_tiny_npz
+from helpers import write_npz
+from _dist_helpers import QUIET, child_env, tiny_run_config
 from mnist_vae.cli import main as cli_main
 from mnist_vae.errors import MnistVaeError
-from mnist_vae.train import train
+from mnist_vae.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    return write_tiny_npz(tmp_path_factory.mktemp("data") / "tiny.npz")
+    return write_npz(tmp_path_factory.mktemp("data") / "tiny.npz")
 
 
 @pytest.fixture(scope="module")
 def run_dir(tiny, tmp_path_factory) -> Path:
     """A 2-epoch run with TensorBoard logging."""
     out = tmp_path_factory.mktemp("runs") / "demo"
-    train(tiny_config(tiny, 2, 100), out, tensorboard=True, **QUIET)
+    train(tiny_run_config(tiny, 2, 100), out, tensorboard=True, **QUIET)
     return out
 
 
@@ -80,7 +81,7 @@ def test_tensorboard_missing_is_one_clear_error(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
     monkeypatch.delitem(sys.modules, "torch.utils.tensorboard", raising=False)
     with pytest.raises(MnistVaeError, match=r"pip install 'mnist-vae\[tensorboard\]'"):
-        train(tiny_config(tiny, 1, 100), tmp_path / "r", tensorboard=True, **QUIET)
+        train(tiny_run_config(tiny, 1, 100), tmp_path / "r", tensorboard=True, **QUIET)
     assert not (tmp_path / "r").exists()  # refused before creating the run
 
 
@@ -94,7 +95,7 @@ def test_import_is_cheap_and_load_run_is_lazy():
 
 def test_api_shapes_kinds_and_consistency(run_dir):
     from mnist_vae import TrainedVAE, load_run
-    from mnist_vae.runs import open_run
+    from mnist_vae.runs.folder import open_run
 
     vae = load_run(run_dir)
     assert isinstance(vae, TrainedVAE) and vae.epoch == 2 and vae.latent_dim == 16
@@ -167,10 +168,10 @@ def test_documented_api_example_runs(doc, run_dir, tmp_path):
 
 def test_onnx_export_matches_pytorch(run_dir, tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
-    from mnist_vae.runs import open_run
+    from mnist_vae.runs.folder import open_run
 
     out = tmp_path / "onnx"
-    assert cli_main(["export", str(run_dir), "--format", "onnx", "--out", str(out)]) == 0
+    assert cli_main(["export", str(run_dir), "--out", str(out)]) == 0
     assert "encoder.onnx" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["decoder.onnx", "encoder.onnx", "onnx.json"]  # no temp files left
     model = open_run(run_dir).model

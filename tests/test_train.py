@@ -3,20 +3,18 @@ import json
 import pytest
 import torch
 
-from mnist_vae.checkpoint import latest_checkpoint, list_checkpoints
+from mnist_vae.runs.checkpoint import latest_checkpoint, list_checkpoints
 from mnist_vae.cli import main
 from mnist_vae.errors import ConfigError, RunExistsError
-from mnist_vae.presets import get_config
-from mnist_vae.train import Interrupted, train
+from mnist_vae.training import Interrupted, train
 
-from conftest import write_npz
+from helpers import tiny_config, write_npz
 
 FIGURES = ["reconstructions.png", "loss_curves.png", "samples.png", "samples_over_training.png", "interpolation.png"]
 
 
 def tiny(name="dropout", epochs=2, **train):
-    sets = [f"epochs={epochs}", "n_samples=16", "threads=1"] + [f"{k}={v!r}" if not isinstance(v, str) else f'{k}="{v}"' for k, v in train.items()]
-    return get_config(name).override(sets)
+    return tiny_config(epochs, name, **train)
 
 
 def final_weights(run_dir):
@@ -24,7 +22,7 @@ def final_weights(run_dir):
 
 
 def test_training_lowers_the_loss_and_writes_metrics(tmp_path, small_data):
-    m = train(tiny("optimized", epochs=3), tmp_path / "run", dataset=small_data, progress=False, figures=False, log=lambda s: None)
+    m = train(tiny("optimized", epochs=3), tmp_path / "run", dataset=small_data, progress=False, figures=False)
     lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2, 3]
     assert lines[-1]["test_loss"] < lines[0]["test_loss"] and lines[-1]["train_loss"] < lines[0]["train_loss"]
@@ -38,7 +36,7 @@ def test_training_lowers_the_loss_and_writes_metrics(tmp_path, small_data):
 
 
 def test_same_seed_same_numbers(tmp_path, small_data):
-    kw = dict(dataset=small_data, progress=False, figures=False, log=lambda s: None)
+    kw = dict(dataset=small_data, progress=False, figures=False)
     a = train(tiny(epochs=1), tmp_path / "a", **kw)
     b = train(tiny(epochs=1), tmp_path / "b", **kw)
     assert a["test_loss"] == b["test_loss"] and a["train_loss"] == b["train_loss"]
@@ -47,7 +45,7 @@ def test_same_seed_same_numbers(tmp_path, small_data):
 @pytest.mark.parametrize("stop_after, binarize", [(3, "none"), (4, "dynamic"), (6, "none")])
 def test_resumed_run_ends_with_the_same_weights(tmp_path, small_data, stop_after, binarize):
     # 400 images / batch 100 = 4 steps per epoch: stop mid-epoch (3), at an epoch end (4), in epoch 2 (6).
-    kw = dict(dataset=small_data, progress=False, figures=False, log=lambda s: None)
+    kw = dict(dataset=small_data, progress=False, figures=False)
     cfg = tiny("dropout", epochs=3, binarize=binarize)
     train(cfg, tmp_path / "straight", **kw)
     with pytest.raises(Interrupted):
@@ -62,7 +60,7 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path, small_data, stop_after
 
 
 def test_existing_run_is_not_overwritten(tmp_path, small_data):
-    kw = dict(dataset=small_data, progress=False, figures=False, log=lambda s: None)
+    kw = dict(dataset=small_data, progress=False, figures=False)
     train(tiny(epochs=1), tmp_path / "run", **kw)
     before = (tmp_path / "run" / "metrics.jsonl").read_bytes()
     with pytest.raises(RunExistsError):
@@ -73,7 +71,7 @@ def test_existing_run_is_not_overwritten(tmp_path, small_data):
 
 
 def test_resume_refuses_a_different_architecture(tmp_path, small_data):
-    kw = dict(dataset=small_data, progress=False, figures=False, log=lambda s: None)
+    kw = dict(dataset=small_data, progress=False, figures=False)
     train(tiny(epochs=1), tmp_path / "run", **kw)
     with pytest.raises(ConfigError):
         train(tiny(epochs=2).override(["latent_dim=3"]), tmp_path / "run", resume=True, **kw)
@@ -84,7 +82,7 @@ def test_cli_run_writes_every_file_and_the_picture_commands_work(tmp_path, small
     write_npz(npz, small_data)
     run = tmp_path / "run"
     code = main(["train", "--config", "optimized", "--epochs", "2", "--data-path", str(npz), "--out", str(run),
-                 "--no-progress", "--threads", "1", "--set", "n_samples=16"])
+                 "--no-progress", "--threads", "1"])
     assert code == 0
     out = capsys.readouterr().out
     assert "done: 2 epochs" in out and "test loss" in out
@@ -137,7 +135,7 @@ def _mmapped_bytes() -> int | None:
 
 
 def test_heap_only_malloc_keeps_large_buffers_off_mmap_and_restores_it():
-    from mnist_vae.train import heap_only_malloc
+    from mnist_vae.runtime.process import heap_only_malloc
 
     if _mmapped_bytes() is None:
         pytest.skip("needs glibc's mallinfo2")

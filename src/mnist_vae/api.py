@@ -9,7 +9,7 @@ results without the batch axis. Images out are pixel probabilities [.., 28, 28] 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,16 +94,13 @@ class TrainedVAE:
     def decode(self, z: Any) -> Any:
         """Latent codes [B, latent_dim] -> pixel probabilities [B, 28, 28]."""
         t, is_numpy, single = self._latents(z)
-        probs = torch.sigmoid(self.model.decode(t).float()).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
-        return self._out(probs, is_numpy, single)
+        return self._out(self.model.decode_probs(t), is_numpy, single)
 
     @torch.no_grad()
     def reconstruct(self, x: Any) -> Any:
         """Images -> the decoding of their posterior means, pixel probabilities of the same batch shape [B, 28, 28]."""
         t, is_numpy, single = self._images(x)
-        mu, _ = self.model.encode(t)
-        probs = torch.sigmoid(self.model.decode(mu).float()).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
-        return self._out(probs, is_numpy, single)
+        return self._out(self.model.reconstruct(t), is_numpy, single)
 
     @torch.no_grad()
     def sample(self, n: int, seed: int | None = None, numpy: bool = False) -> Any:
@@ -111,15 +108,18 @@ class TrainedVAE:
         if n < 1:
             raise MnistVaeError(f"n: must be a positive number of samples, got {n}")
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        z = torch.randn((n, self.latent_dim), generator=gen)  # drawn on the CPU, so a seed means the same z everywhere
-        return self.decode(z.numpy() if numpy else z)
+        images = self.model.sample(n, gen)  # z is drawn on the CPU, so a seed means the same samples everywhere
+        return self._out(images, numpy, False)
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu", warn: Callable[[str], None] = print) -> TrainedVAE:
-    """Open a run folder's newest good checkpoint as a :class:`TrainedVAE` on ``device``."""
-    from .runs import open_run
-    from .train import resolve_device
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> TrainedVAE:
+    """Open a run folder's newest good checkpoint as a :class:`TrainedVAE` on ``device``.
+
+    A damaged newer checkpoint is skipped with a warning (Python's ``logging``; shown on stderr by default).
+    """
+    from .runs.folder import open_run
+    from .runtime.device import resolve_device
 
     dev = resolve_device(device) if isinstance(device, str) else device
-    run = open_run(run_dir, device=dev, warn=warn)
+    run = open_run(run_dir, device=dev)
     return TrainedVAE(run.model, run.config, run.path, run.epoch, run.history)

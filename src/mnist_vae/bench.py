@@ -27,11 +27,14 @@ import torch.nn.functional as F
 
 from .config import RunConfig
 from .data import Dataset, load_dataset, to_unit_float
-from .evaluate import elbo
-from .flops import forward_flops, train_flops
+from .evaluation.likelihood import importance_nll
+from .losses import elbo
 from .models import VAE, count_parameters
+from .models.flops import forward_flops, train_flops
 from .presets import get_config, list_configs
-from .sysinfo import peak_rss_mb
+from .runtime.device import autocast_for
+from .runtime.process import peak_rss_mb
+from .training import train
 
 
 def matmul_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
@@ -56,8 +59,6 @@ class ReferenceLoop:
     """
 
     def __init__(self, cfg: RunConfig, train_x: torch.Tensor, fused_adam: bool = True) -> None:
-        from .train import autocast_for
-
         torch.manual_seed(cfg.train.seed)
         self.model = VAE(cfg.model)
         # The same model-level speed options as the product, so the ratio measures the loop alone.
@@ -94,8 +95,6 @@ def interleaved_epochs(cfg: RunConfig, ds: Dataset, epochs: int) -> tuple[list[f
     for the next round); its images/second is its own per-epoch figure, which times the training
     loop only. Returns (reference img/s, product img/s, product whole-epoch seconds).
     """
-    from .train import train
-
     ref = ReferenceLoop(cfg, to_unit_float(ds.train_images))
     ref_rates, walls = [], []
     with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as null:
@@ -105,7 +104,7 @@ def interleaved_epochs(cfg: RunConfig, ds: Dataset, epochs: int) -> tuple[list[f
             stderr, sys.stderr = sys.stderr, null
             try:
                 t0 = time.perf_counter()
-                train(cfg.override([f"epochs={e}"]), run, resume=e > 1, dataset=ds, progress=True, figures=False, log=lambda s: None)
+                train(cfg.replace(epochs=e), run, resume=e > 1, dataset=ds, progress=True, figures=False)
                 walls.append(time.perf_counter() - t0)
             finally:
                 sys.stderr = stderr
@@ -115,9 +114,9 @@ def interleaved_epochs(cfg: RunConfig, ds: Dataset, epochs: int) -> tuple[list[f
 
 def bench_one(name: str, epochs: int, threads: int, nll_k: int, nll_images: int, precision: str) -> dict[str, Any]:
     """All per-configuration figures, measured in this process."""
-    cfg = get_config(name).override([f"threads={threads}", f"precision={precision}", 'dataset="embedded"'])
+    cfg = get_config(name).replace(threads=threads, precision=precision, dataset="embedded")
     torch.set_num_threads(threads)
-    ds = load_dataset("embedded", log=lambda s: None)
+    ds = load_dataset("embedded")
     test_x = to_unit_float(ds.test_images)
     model = VAE(cfg.model)
     fwd = forward_flops(model)
@@ -128,8 +127,6 @@ def bench_one(name: str, epochs: int, threads: int, nll_k: int, nll_images: int,
     ref_rate, prod_rate = statistics.median(ref[1:] or ref), statistics.median(prod[1:] or prod)
     row.update(reference_img_s=ref_rate, train_img_s=prod_rate, overhead=ref_rate / prod_rate - 1, epoch_wall_s=epoch_wall)
     row["train_gflop_s"] = prod_rate * row["train_mflop"] / 1e3
-
-    from .train import autocast_for
 
     autocast = autocast_for(precision, torch.device("cpu"))
     times = []
@@ -147,8 +144,6 @@ def bench_one(name: str, epochs: int, threads: int, nll_k: int, nll_images: int,
 
 def nll_rate(model: VAE, x: torch.Tensor, k: int, precision: str) -> float:
     """Decoder passes (latent codes decoded) per second of the importance-weighted NLL estimator."""
-    from .evaluate import importance_nll
-
     importance_nll(model, x[:2], k=min(k, 256), seed=0, precision=precision)  # warm-up
     times = []
     for i in range(3):
@@ -168,25 +163,25 @@ def full_train_wall(threads: int) -> float:
         return time.perf_counter() - t
 
 
-# Speed options, each as (config overrides, fused Adam); the first is the plainest setting.
-OPTION_VARIANTS: dict[str, tuple[list[str], bool]] = {
-    "fp32": (["channels_last=false"], False),
-    "+ channels-last": (["channels_last=true"], False),
-    "+ fused Adam (default)": (["channels_last=true"], True),
-    "+ bf16": (['precision="bf16"', "channels_last=true"], True),
+# Speed options, each as (config changes, fused Adam); the first is the plainest setting.
+OPTION_VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
+    "fp32": ({"channels_last": False}, False),
+    "+ channels-last": ({"channels_last": True}, False),
+    "+ fused Adam (default)": ({"channels_last": True}, True),
+    "+ bf16": ({"precision": "bf16", "channels_last": True}, True),
 }
 # The ELBO check: the default, the same arithmetic in another memory order (the noise floor), bf16.
-PRECISION_VARIANTS = {"fp32": [], "fp32 contiguous": ["channels_last=false"], "bf16": ['precision="bf16"']}
+PRECISION_VARIANTS: dict[str, dict[str, Any]] = {"fp32": {}, "fp32 contiguous": {"channels_last": False}, "bf16": {"precision": "bf16"}}
 
 
 def option_rates(names: list[str], threads: int, steps: int = 20, rounds: int = 5) -> list[dict[str, Any]]:
     """Reference-loop images/second of each speed option, round-robin over variants, median of rounds."""
     torch.set_num_threads(threads)
-    ds = load_dataset("embedded", log=lambda s: None)
+    ds = load_dataset("embedded")
     train_x = to_unit_float(ds.train_images)
     out = []
     for name in names:
-        loops = {v: ReferenceLoop(get_config(name).override(sets), train_x, fused) for v, (sets, fused) in OPTION_VARIANTS.items()}
+        loops = {v: ReferenceLoop(get_config(name).replace(**changes), train_x, fused) for v, (changes, fused) in OPTION_VARIANTS.items()}
         for loop in loops.values():
             loop.epoch(max_steps=3)  # warm-up: kernel selection, allocator
         rates: dict[str, list[float]] = {v: [] for v in loops}
@@ -204,15 +199,13 @@ def precision_check(name: str, epochs: int, threads: int, seeds: int = 3) -> dic
     apart from different rounding: fp32 with and without channels-last (the same arithmetic in
     another order) differ by about as much as fp32 and bf16, which gives the noise floor.
     """
-    from .train import train
-
-    ds = load_dataset("embedded", log=lambda s: None)
+    ds = load_dataset("embedded")
     result: dict[str, list[float]] = {v: [] for v in PRECISION_VARIANTS}
     for seed in range(seeds):
-        for variant, sets in PRECISION_VARIANTS.items():
-            cfg = get_config(name).override([f"epochs={epochs}", f"threads={threads}", f"seed={seed}", *sets])
+        for variant, changes in PRECISION_VARIANTS.items():
+            cfg = get_config(name).replace(epochs=epochs, threads=threads, seed=seed, **changes)
             with tempfile.TemporaryDirectory() as tmp:
-                m = train(cfg, Path(tmp) / "run", dataset=ds, progress=False, figures=False, log=lambda s: None)
+                m = train(cfg, Path(tmp) / "run", dataset=ds, progress=False, figures=False)
             result[variant].append(m["test_loss"])
     return result
 

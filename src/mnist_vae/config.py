@@ -24,12 +24,25 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 IMAGE_SIZE = 28
-ENCODERS = ("lstm", "mlp")
-READOUTS = ("last", "all")
-HEADS = ("conv", "dense")
-DROPOUT_PLACES = ("every-hidden", "between-convs")
-BINARIZE_MODES = ("none", "static", "dynamic")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+# The choice types; every list of valid names (validation, the CLI's choices) is derived from these.
+EncoderKind = Literal["lstm", "mlp"]
+Readout = Literal["last", "all"]
+Head = Literal["conv", "dense"]
+DropoutPlace = Literal["every-hidden", "between-convs"]
+Binarize = Literal["none", "static", "dynamic"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+DatasetName = Literal["auto", "embedded", "mnist", "fashion-mnist"]
+EvalPrecision = Literal["fp32", "bf16"]
+
+ENCODERS: tuple[str, ...] = get_args(EncoderKind)
+READOUTS: tuple[str, ...] = get_args(Readout)
+HEADS: tuple[str, ...] = get_args(Head)
+DROPOUT_PLACES: tuple[str, ...] = get_args(DropoutPlace)
+BINARIZE_MODES: tuple[str, ...] = get_args(Binarize)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
+EVAL_PRECISIONS: tuple[str, ...] = get_args(EvalPrecision)
 
 
 @dataclass(frozen=True)
@@ -48,18 +61,18 @@ class ModelConfig:
     flattened into a dense layer to 784 logits (the published code).
     """
 
-    encoder: Literal["lstm", "mlp"] = "lstm"
+    encoder: EncoderKind = "lstm"
     lstm_hidden: int = 64
-    readout: Literal["last", "all"] = "last"
+    readout: Readout = "last"
     encoder_hidden: tuple[int, ...] = ()
     latent_dim: int = 16
     relu_on_mu: bool = False
     decoder_dense: tuple[int, ...] = (256, 7 * 7 * 32)
     decoder_reshape: tuple[int, int, int] = (32, 7, 7)
     decoder_convs: tuple[tuple[int, int], ...] = ((32, 2), (16, 2), (1, 1))
-    head: Literal["conv", "dense"] = "conv"
+    head: Head = "conv"
     dropout: float = 0.0
-    dropout_where: Literal["every-hidden", "between-convs"] = "every-hidden"
+    dropout_where: DropoutPlace = "every-hidden"
     kernel_size: int = 3
 
     def __post_init__(self) -> None:
@@ -113,7 +126,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How a model is trained: optimiser, schedule, data and seed."""
+    """How a model is trained: optimiser, schedule, data, seed and the machine it runs on."""
 
     epochs: int = 50
     batch_size: int = 100
@@ -121,21 +134,19 @@ class TrainConfig:
     beta: float = 1.0
     kl_warmup_epochs: int = 0
     seed: int = 0
-    dataset: str = "auto"
+    dataset: DatasetName = "auto"
     data_path: str = ""
-    binarize: Literal["none", "static", "dynamic"] = "none"
-    eval_batch_size: int = 250  # CPU: ~1.7x faster than 1000 (activations stay in cache)
+    binarize: Binarize = "none"
+    eval_batch_size: int = 250  # small evaluation batches stay in cache (docs/performance.md)
     threads: int = 0
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
+    precision: Precision = "fp32"
     channels_last: bool = True
     device: str = "cpu"
-    n_samples: int = 64
 
     def __post_init__(self) -> None:
         _check_positive("epochs", self.epochs)
         _check_positive("batch_size", self.batch_size)
         _check_positive("eval_batch_size", self.eval_batch_size)
-        _check_positive("n_samples", self.n_samples)
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr: must be a positive number, got {self.lr}")
         if not (self.beta >= 0 and math.isfinite(self.beta)):
@@ -146,6 +157,27 @@ class TrainConfig:
             raise ConfigError(f"threads: must be >= 0 (0 = all cores), got {self.threads}")
         _check_choice("binarize", self.binarize, BINARIZE_MODES)
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("dataset", self.dataset, DATASET_NAMES)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How a trained run is measured (``mnist-vae evaluate``, the study): the defaults live here only."""
+
+    k: int = 1000  # importance samples per test image (5000 = the published protocol)
+    chunk: int = 256  # latent codes decoded at once in the NLL (small is fast on CPU)
+    n_samples: int = 10000  # generated samples judged by the digit classifier
+    precision: EvalPrecision = "fp32"  # the decoder's precision in the NLL
+    seed: int = 0
+    probe_steps: int = 100  # L-BFGS iterations of the latent probe
+
+    def __post_init__(self) -> None:
+        _check_positive("k", self.k)
+        _check_positive("chunk", self.chunk)
+        _check_positive("probe_steps", self.probe_steps)
+        if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 2:
+            raise ConfigError(f"samples: must be an integer >= 2, got {self.n_samples!r}")
+        _check_choice("precision", self.precision, EVAL_PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -184,6 +216,22 @@ class RunConfig:
             lines += [f"{k} = {_toml_value(v)}" for k, v in d[section].items()]
             lines.append("")
         return "\n".join(lines)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """A copy with fields changed by name (``cfg.replace(epochs=3, latent_dim=2)``), validated.
+
+        ``name`` and ``description`` are the run's own; every other name is a field of the model or
+        the training section (the names are unique across both).
+        """
+        top = {k: changes.pop(k) for k in ("name", "description") if k in changes}
+        model_fields = _field_names(ModelConfig)
+        unknown = [k for k in changes if k not in model_fields | _field_names(TrainConfig)]
+        if unknown:
+            raise ConfigError(f"unknown field(s) {', '.join(unknown)}")
+        model = {k: v for k, v in changes.items() if k in model_fields}
+        train = {k: v for k, v in changes.items() if k not in model_fields}
+        return dataclasses.replace(self, **top, model=dataclasses.replace(self.model, **model) if model else self.model,
+                                   train=dataclasses.replace(self.train, **train) if train else self.train)
 
     def override(self, assignments: list[str]) -> "RunConfig":
         """Apply ``key=value`` strings (``latent_dim=2``, ``train.lr=1e-3``); values parse as TOML."""
@@ -313,3 +361,7 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+#: The study's evaluation: the NLL's decoder in bf16, several times faster where the CPU has it natively.
+STUDY_EVAL = EvalConfig(precision="bf16")

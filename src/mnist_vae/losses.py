@@ -1,9 +1,18 @@
-"""Terms of the negative ELBO, per image; pure functions of tensors."""
+"""The negative ELBO: its terms per image (pure functions of tensors) and its mean over a set of images."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .models import VAE
+
+#: Images per evaluation batch; small batches keep activations in cache (docs/performance.md).
+EVAL_BATCH = 250
 
 
 def bce_per_image(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -43,3 +52,36 @@ def kl_weight(beta: float, warmup_epochs: int, epoch: int, step: int, steps_per_
         return beta
     progress = (epoch + step / steps_per_epoch) / warmup_epochs
     return beta * min(1.0, progress)
+
+
+@torch.no_grad()
+def elbo(
+    model: "VAE",
+    images: torch.Tensor,
+    batch_size: int = EVAL_BATCH,
+    generator: torch.Generator | None = None,
+    autocast: torch.autocast | None = None,
+) -> dict[str, float]:
+    """Mean negative ELBO over ``images`` [N, 28, 28] in [0, 1], with one z ~ q(z|x) per image.
+
+    Returns {"loss", "recon", "kl"} in nats per image; the model is put in eval mode (no dropout)
+    and restored to its previous mode afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    recon_sum = images.new_zeros((), dtype=torch.float64)
+    kl_sum = images.new_zeros((), dtype=torch.float64)
+    try:
+        for start in range(0, len(images), batch_size):
+            x = images[start : start + batch_size]
+            with autocast or nullcontext():
+                mu, logvar = model.encode(x)
+                z = model.reparameterize(mu.float(), logvar.float(), generator=generator)
+                logits = model.decode(z)
+            recon_sum += bce_per_image(logits.float(), x).sum(dtype=torch.float64)
+            kl_sum += kl_per_image(mu.float(), logvar.float()).sum(dtype=torch.float64)
+    finally:
+        model.train(was_training)
+    n = len(images)
+    recon, kl = recon_sum.item() / n, kl_sum.item() / n
+    return {"loss": recon + kl, "recon": recon, "kl": kl}

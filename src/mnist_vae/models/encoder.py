@@ -8,6 +8,11 @@ from torch import nn
 from ..config import IMAGE_SIZE, ModelConfig
 
 
+#: Set once oneDNN has refused a bf16 LSTM on this CPU (it needs AVX512-BF16 or AMX): from then on
+#: the LSTM runs in fp32 under bf16 autocast, and the layers after it still in bf16.
+_cpu_bf16_lstm_unsupported = False
+
+
 def _mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
     layers: list[nn.Module] = []
     for d_in, d_out in zip(sizes[:-1], sizes[1:]):
@@ -38,7 +43,7 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.reshape(x.shape[0], IMAGE_SIZE, IMAGE_SIZE)  # [B, 28 rows, 28 pixels]
         if self.lstm is not None:
-            out, (h_n, _) = self.lstm(x)  # out [B, 28, H]; h_n [1, B, H]
+            out, (h_n, _) = self._lstm(x)  # out [B, 28, H]; h_n [1, B, H]
             h = out.flatten(1) if self.cfg.readout == "all" else h_n[-1]  # [B, 28·H] or [B, H]
         else:
             h = x.flatten(1)  # [B, 784]
@@ -47,3 +52,18 @@ class Encoder(nn.Module):
         if self.cfg.relu_on_mu:
             mu = torch.relu(mu)  # the published code's flaw, kept only in the `original` preset
         return mu, self.logvar(h)
+
+    def _lstm(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        global _cpu_bf16_lstm_unsupported
+        assert self.lstm is not None
+        cpu_autocast = x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+        if cpu_autocast and _cpu_bf16_lstm_unsupported:
+            with torch.autocast("cpu", enabled=False):
+                return self.lstm(x.float())
+        try:
+            return self.lstm(x)
+        except RuntimeError as exc:
+            if not (cpu_autocast and "primitive descriptor" in str(exc)):
+                raise
+            _cpu_bf16_lstm_unsupported = True
+            return self._lstm(x)

@@ -1,11 +1,18 @@
-"""The variational autoencoder: encode / reparameterize / decode / forward (Kingma & Welling, 2014)."""
+"""The variational autoencoder (Kingma & Welling, 2014): encode / reparameterize / decode, and the inference API.
+
+Every picture, sample and likelihood in the program goes through the methods here:
+:meth:`VAE.decode_probs` (z -> pixel probabilities), :meth:`VAE.sample`, :meth:`VAE.reconstruct`,
+:meth:`VAE.interpolate`, and :meth:`VAE.inference_copy` (the same model in the fast layout).
+"""
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import IMAGE_SIZE, ModelConfig
 from .decoder import Decoder
 from .encoder import Encoder
 
@@ -18,6 +25,11 @@ class VAE(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live."""
+        return next(self.parameters()).device
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, 28, 28] (or [B, 1, 28, 28], [B, 784]) in [0, 1] -> μ, log σ² [B, latent_dim]."""
@@ -43,12 +55,57 @@ class VAE(nn.Module):
         z = self.reparameterize(mu, logvar) if eps is None else mu + torch.exp(0.5 * logvar) * eps
         return self.decode(z), mu, logvar
 
+    # --- inference: no gradients, eval mode expected ------------------------------------------
+
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images decoded from z ~ N(0, I): pixel probabilities [n, 28, 28]."""
-        # z is drawn on the CPU, so a seeded generator gives the same samples on every device.
-        z = torch.randn((n, self.cfg.latent_dim), generator=generator).to(next(self.parameters()).device)
-        return torch.sigmoid(self.decode(z).float()).reshape(n, 28, 28)
+    def decode_probs(self, z: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """z [B, latent_dim] (any device) -> pixel probabilities float32 [B, 28, 28] on the model's device.
+
+        ``batch_size`` decodes in pieces of that many codes (bounded memory for large B).
+        """
+        z = z.to(self.device)
+        if batch_size is None or len(z) <= batch_size:  # (-1, not len(z): the batch stays symbolic when exported)
+            return torch.sigmoid(self.decode(z).float()).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+        return torch.cat([self.decode_probs(part) for part in z.split(batch_size)])
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, batch_size: int | None = None) -> torch.Tensor:
+        """``n`` images decoded from z ~ N(0, I): pixel probabilities [n, 28, 28] on the model's device.
+
+        z is drawn on the CPU, so a seeded generator gives the same samples on every device.
+        """
+        z = torch.randn((n, self.cfg.latent_dim), generator=generator)
+        return self.decode_probs(z, batch_size) if n else torch.zeros(0, IMAGE_SIZE, IMAGE_SIZE, device=self.device)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decode the posterior mean of each image: probabilities [B, 28, 28]."""
+        mu, _ = self.encode(x.to(self.device))
+        return self.decode_probs(mu)
+
+    @torch.no_grad()
+    def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
+        """Decode ``steps`` evenly spaced points between the posterior means of two images: [steps, 28, 28]."""
+        mu, _ = self.encode(torch.stack([x_a, x_b]).to(self.device))
+        return self.decode_probs(lerp(mu[0], mu[1], steps))
+
+    def inference_copy(self) -> "VAE":
+        """An eval-mode copy in the fast inference layout: channels-last activations, in-place ReLUs.
+
+        The same numbers as the model; on CPU the transposed convolutions run faster channels-last.
+        """
+        fast = copy.deepcopy(self).eval()
+        for module in fast.modules():
+            if isinstance(module, nn.ReLU):
+                module.inplace = True  # inference only: no autograd needs the pre-activation
+        fast.decoder.channels_last = True  # activations too, not only the weights
+        return fast.to(memory_format=torch.channels_last)
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` evenly spaced points from a [D] to b [D], ends included: [steps, D]."""
+    alpha = torch.linspace(0, 1, steps, device=a.device).unsqueeze(1)  # [steps, 1]
+    return (1 - alpha) * a + alpha * b
 
 
 def count_parameters(model: nn.Module) -> int:

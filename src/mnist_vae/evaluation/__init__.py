@@ -1,0 +1,1 @@
+"""Measuring trained models: ELBO terms, importance-weighted NLL, the latent code, sample quality."""

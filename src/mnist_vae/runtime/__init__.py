@@ -1,0 +1,1 @@
+"""Where the program runs: device and precision, threads and memory, processes, logging."""

@@ -1,0 +1,68 @@
+"""Matplotlib figures, written as PNG files atomically. Inputs are arrays and lists, not models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..io import atomic_path  # noqa: E402
+from .tiles import tile  # noqa: E402
+
+
+def _save(fig: Any, path: Path) -> Path:
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def image_grid(images: Any, path: Path, ncols: int = 8, title: str = "") -> Path:
+    """A grid of digits (values in [0, 1] or uint8), dark ink on white."""
+    mosaic = tile(images, ncols)
+    fig, ax = plt.subplots(figsize=(mosaic.shape[1] / 28 * 0.9, mosaic.shape[0] / 28 * 0.9 + (0.4 if title else 0)))
+    ax.imshow(1 - mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def image_rows(rows: Sequence[Any], labels: Sequence[str], path: Path, title: str = "") -> Path:
+    """Several equally long rows of digits, each with a label on the left."""
+    ncols = len(rows[0])
+    fig, axes = plt.subplots(len(rows), 1, figsize=(max(4.0, ncols * 0.8), 0.95 * len(rows) + (0.4 if title else 0)), squeeze=False)
+    for ax, row, label in zip(axes[:, 0], rows, labels):
+        ax.imshow(1 - tile(row, ncols), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_visible(False)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def loss_curves(history: Sequence[dict[str, float]], path: Path, title: str = "") -> Path:
+    """Total, reconstruction and KL per epoch, train and test, in three panels."""
+    epochs = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, key, name in zip(axes, ("loss", "recon", "kl"), ("negative ELBO", "reconstruction (BCE)", "KL")):
+        ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", ms=3, label="train")
+        ax.plot(epochs, [r[f"test_{key}"] for r in history], "s-", ms=3, label="test")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("nats per image")
+    axes[0].legend()
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
