@@ -31,8 +31,7 @@ def main() -> None:
     # The worker owns the process group, so train() reuses it across the three calls below.
     dist.init_process_group("gloo")
     rank = dist.get_rank()
-    cfg = get_config("optimized").override(
-        ["epochs=2", "threads=1", f"batch_size={batch}", f'data_path="{data}"'])
+    cfg = get_config("optimized").override(["epochs=2", "threads=1", f"batch_size={batch}", f'data_path="{data}"'])
     quiet = dict(progress=False, figures=False)
     T.train(cfg, f"{out}/plain", force=True, **quiet)
     torch.save(made[-1].state_dict(), f"{out}/plain-rank{rank}.pt")

@@ -7,9 +7,9 @@ import gzip
 import hashlib
 import struct
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -34,8 +34,12 @@ def write_idx(path: Path, array: np.ndarray | bytes, gz: bool | None = None) -> 
 def small_arrays(n_train: int = 12, n_test: int = 5, seed: int = 0) -> list[np.ndarray]:
     """(train images, train labels, test images, test labels) with random pixels and labels 0..9."""
     rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8), np.arange(n_train, dtype=np.uint8) % 10,
-            rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8), np.arange(n_test, dtype=np.uint8) % 10]
+    return [
+        rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        np.arange(n_train, dtype=np.uint8) % 10,
+        rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        np.arange(n_test, dtype=np.uint8) % 10,
+    ]
 
 
 def write_idx_dir(directory: Path, arrays: list[np.ndarray] | None = None, gz: bool = True) -> list[Path]:
@@ -61,7 +65,7 @@ def serve(routes: dict[str, bytes | int]) -> Iterator[tuple[str, list[str]]]:
     requests: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             requests.append(self.path)
             body = routes.get(self.path, 404)
             if isinstance(body, int):

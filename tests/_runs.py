@@ -23,9 +23,24 @@ FIGURES = ("reconstructions.png", "loss_curves.png", "samples.png", "samples_ove
 
 def train_args(npz: Path, out: Path, binarize: str = "none", config: str = "dropout") -> list[str]:
     """CLI arguments for the tiny run: dropout masks, reparameterisation noise and shuffling all matter."""
-    return ["train", "--config", config, "--data-path", str(npz), "--epochs", str(EPOCHS), "--threads", "1",
-            "--binarize", binarize, "--set", f"eval_batch_size={N_TEST}",
-            "--out", str(out), "--no-progress"]
+    return [
+        "train",
+        "--config",
+        config,
+        "--data-path",
+        str(npz),
+        "--epochs",
+        str(EPOCHS),
+        "--threads",
+        "1",
+        "--binarize",
+        binarize,
+        "--set",
+        f"eval_batch_size={N_TEST}",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
 
 
 def run_cli(args: list[str], fault: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

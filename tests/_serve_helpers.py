@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import small_dataset as _slice
-from helpers import tiny_config
 from mnist_vae.data import Dataset
 from mnist_vae.training import train
+
+from helpers import small_dataset as _slice
+from helpers import tiny_config
 
 
 def small_dataset(n_train: int = 500, n_test: int = 200) -> Dataset:

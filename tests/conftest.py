@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import small_dataset
 from mnist_vae.data import Dataset
+
+from helpers import small_dataset
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,16 +34,30 @@ def small_dataset(n_train: int = 400, n_test: int = 100, pick: str = "random") -
     else:
         tr = torch.linspace(0, len(full.train_labels) - 1, n_train).long()
         te = torch.linspace(0, len(full.test_labels) - 1, n_test).long()
-        name, sha = ("embedded", full.sha256) if pick == "strided-embedded" else ("embedded-slice", f"slice-{n_train}-{n_test}-{full.sha256}")
-    return dataclasses.replace(full, name=name, sha256=sha, train_images=full.train_images[tr], train_labels=full.train_labels[tr],
-                               test_images=full.test_images[te], test_labels=full.test_labels[te])
+        name, sha = (
+            ("embedded", full.sha256) if pick == "strided-embedded" else ("embedded-slice", f"slice-{n_train}-{n_test}-{full.sha256}")
+        )
+    return dataclasses.replace(
+        full,
+        name=name,
+        sha256=sha,
+        train_images=full.train_images[tr],
+        train_labels=full.train_labels[tr],
+        test_images=full.test_images[te],
+        test_labels=full.test_labels[te],
+    )
 
 
 def write_npz(path: Path, ds: Dataset | None = None, n_train: int = 400, n_test: int = 100) -> Path:
     """A Keras-style mnist.npz of ``ds`` (default: the random slice of that size), for driving the CLI with --data-path."""
     ds = ds or small_dataset(n_train, n_test)
-    np.savez(path, x_train=ds.train_images.numpy(), y_train=ds.train_labels.numpy().astype(np.uint8),
-             x_test=ds.test_images.numpy(), y_test=ds.test_labels.numpy().astype(np.uint8))
+    np.savez(
+        path,
+        x_train=ds.train_images.numpy(),
+        y_train=ds.train_labels.numpy().astype(np.uint8),
+        x_test=ds.test_images.numpy(),
+        y_test=ds.test_labels.numpy().astype(np.uint8),
+    )
     return path
 
 

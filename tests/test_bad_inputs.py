@@ -13,12 +13,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from mnist_vae.io import sha256_file
+from mnist_vae.runs.checkpoint import list_checkpoints
+from mnist_vae.training import train
+
 from _idx_helpers import idx_bytes
 from _runs import run_in_process, train_args
 from helpers import tiny_config, write_npz
-from mnist_vae.runs.checkpoint import list_checkpoints
-from mnist_vae.io import sha256_file
-from mnist_vae.training import train
 
 
 @pytest.fixture(scope="module")
@@ -62,30 +63,36 @@ def test_unknown_configuration_name_lists_valid_ones(tmp_path):
     refused(["train", "--config", "basline", "--out", str(tmp_path / "r")], "'basline'", "baseline, deeper-decoder", watch=tmp_path / "r")
 
 
-@pytest.mark.parametrize("toml,words", [
-    ("[model]\nlatnt_dim = 2\n", ["latnt_dim", "unknown key", "latent_dim"]),
-    ("[trian]\nlr = 0.1\n", ["trian", "unknown key"]),
-    ("[train]\nlr = \"fast\"\n", ["lr", "'fast'", "not a valid float"]),
-    ("[model]\nlatent_dim = 2.5\n", ["latent_dim", "2.5", "int"]),
-    ("[model\nlatent_dim = 2\n", ["not valid TOML"]),
-])
+@pytest.mark.parametrize(
+    "toml,words",
+    [
+        ("[model]\nlatnt_dim = 2\n", ["latnt_dim", "unknown key", "latent_dim"]),
+        ("[trian]\nlr = 0.1\n", ["trian", "unknown key"]),
+        ('[train]\nlr = "fast"\n', ["lr", "'fast'", "not a valid float"]),
+        ("[model]\nlatent_dim = 2.5\n", ["latent_dim", "2.5", "int"]),
+        ("[model\nlatent_dim = 2\n", ["not valid TOML"]),
+    ],
+)
 def test_bad_config_file(tmp_path, toml, words):
     f = tmp_path / "my.toml"
     f.write_text(toml)
     refused(["train", "--config", str(f), "--out", str(tmp_path / "r")], str(f), *words, watch=tmp_path / "r")
 
 
-@pytest.mark.parametrize("sets,words", [
-    (["lr=-0.001"], ["lr", "-0.001", "positive"]),
-    (["latent_dim=0"], ["latent_dim", "positive integer", "0"]),
-    (["dropout=1.0"], ["dropout", "[0, 1)", "1.0"]),
-    (["dropout=1.5"], ["dropout", "1.5"]),
-    (["decoder_convs=[[32, 2], [1, 1]]"], ["decoder_convs", "reaches 1x14x14", "1x28x28"]),
-    (["decoder_convs=[[32, 2], [16, 2], [3, 1]]"], ["reaches 3x28x28"]),
-    (["lattent_dim=2"], ["lattent_dim", "unknown field"]),
-    (["epochs=0"], ["epochs"]),
-    (["binarize=sometimes"], ["binarize", "sometimes"]),
-])
+@pytest.mark.parametrize(
+    "sets,words",
+    [
+        (["lr=-0.001"], ["lr", "-0.001", "positive"]),
+        (["latent_dim=0"], ["latent_dim", "positive integer", "0"]),
+        (["dropout=1.0"], ["dropout", "[0, 1)", "1.0"]),
+        (["dropout=1.5"], ["dropout", "1.5"]),
+        (["decoder_convs=[[32, 2], [1, 1]]"], ["decoder_convs", "reaches 1x14x14", "1x28x28"]),
+        (["decoder_convs=[[32, 2], [16, 2], [3, 1]]"], ["reaches 3x28x28"]),
+        (["lattent_dim=2"], ["lattent_dim", "unknown field"]),
+        (["epochs=0"], ["epochs"]),
+        (["binarize=sometimes"], ["binarize", "sometimes"]),
+    ],
+)
 def test_values_out_of_range(tmp_path, sets, words):
     args = ["train", "--config", "baseline", "--out", str(tmp_path / "r")] + [a for s in sets for a in ("--set", s)]
     refused(args, *words, watch=tmp_path / "r")
@@ -121,13 +128,16 @@ def _bad_npz(tmp_path: Path, npz: Path, kind: str) -> Path:
     return out
 
 
-@pytest.mark.parametrize("kind,words", [
-    ("truncated", ["not a readable .npz"]),
-    ("foreign", ["not a readable .npz"]),
-    ("mislabelled", ["y_train", "labels must be 0..9", "11"]),
-    ("label-count", ["y_test", "99 labels", "100 images"]),
-    ("wrong-keys", ["missing key(s) x_train"]),
-])
+@pytest.mark.parametrize(
+    "kind,words",
+    [
+        ("truncated", ["not a readable .npz"]),
+        ("foreign", ["not a readable .npz"]),
+        ("mislabelled", ["y_train", "labels must be 0..9", "11"]),
+        ("label-count", ["y_test", "99 labels", "100 images"]),
+        ("wrong-keys", ["missing key(s) x_train"]),
+    ],
+)
 def test_bad_npz_data(tmp_path, npz, kind, words):
     bad = _bad_npz(tmp_path, npz, kind)
     out = tmp_path / "r"
@@ -135,16 +145,23 @@ def test_bad_npz_data(tmp_path, npz, kind, words):
     refused(args, str(bad), *words, watch=out)
 
 
-@pytest.mark.parametrize("kind,words", [
-    ("truncated", ["train-images-idx3-ubyte", "truncated"]),
-    ("foreign", ["t10k-labels-idx1-ubyte", "not an IDX file"]),
-    ("mislabelled", ["train-labels-idx1-ubyte", "labels must be 0..9"]),
-    ("swapped", ["train-images-idx3-ubyte", "3-D"]),
-])
+@pytest.mark.parametrize(
+    "kind,words",
+    [
+        ("truncated", ["train-images-idx3-ubyte", "truncated"]),
+        ("foreign", ["t10k-labels-idx1-ubyte", "not an IDX file"]),
+        ("mislabelled", ["train-labels-idx1-ubyte", "labels must be 0..9"]),
+        ("swapped", ["train-images-idx3-ubyte", "3-D"]),
+    ],
+)
 def test_bad_idx_data(tmp_path, kind, words):
     rng = np.random.default_rng(0)
-    arrays = [rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), np.arange(20, dtype=np.uint8) % 10,
-              rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), np.arange(10, dtype=np.uint8) % 10]
+    arrays = [
+        rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+        np.arange(20, dtype=np.uint8) % 10,
+        rng.integers(0, 256, (10, 28, 28), dtype=np.uint8),
+        np.arange(10, dtype=np.uint8) % 10,
+    ]
     blobs = [idx_bytes(a) for a in arrays]
     if kind == "truncated":
         blobs[0] = blobs[0][:-100]
@@ -156,7 +173,9 @@ def test_bad_idx_data(tmp_path, kind, words):
         blobs[0], blobs[1] = blobs[1], blobs[0]
     folder = tmp_path / "idx"
     folder.mkdir()
-    for stem, blob in zip(("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"), blobs):
+    for stem, blob in zip(
+        ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"), blobs
+    ):
         (folder / f"{stem}.gz").write_bytes(gzip.compress(blob))
     out = tmp_path / "r"
     refused(train_args(folder, out), *words, watch=out)
@@ -230,14 +249,17 @@ def _spoil(run: Path, kind: str) -> None:
         _fix_manifest(ckpt)
 
 
-@pytest.mark.parametrize("kind,words", [
-    ("truncated", ["fails its checksum", "no usable checkpoint"]),
-    ("truncated-manifest-fixed", ["not a readable safetensors file", "no usable checkpoint"]),
-    ("foreign-safetensors", ["not an mnist-vae checkpoint", "no usable checkpoint"]),
-    ("pickle-named-safetensors", ["not a readable safetensors file", "no usable checkpoint"]),
-    ("zip", ["not a readable safetensors file", "no usable checkpoint"]),
-    ("foreign-trainer", ["trainer state lacks", "no usable checkpoint"]),
-])
+@pytest.mark.parametrize(
+    "kind,words",
+    [
+        ("truncated", ["fails its checksum", "no usable checkpoint"]),
+        ("truncated-manifest-fixed", ["not a readable safetensors file", "no usable checkpoint"]),
+        ("foreign-safetensors", ["not an mnist-vae checkpoint", "no usable checkpoint"]),
+        ("pickle-named-safetensors", ["not a readable safetensors file", "no usable checkpoint"]),
+        ("zip", ["not a readable safetensors file", "no usable checkpoint"]),
+        ("foreign-trainer", ["trainer state lacks", "no usable checkpoint"]),
+    ],
+)
 def test_damaged_or_foreign_checkpoint(finished, tmp_path, kind, words):
     run = tmp_path / "run"
     shutil.copytree(finished, run)
@@ -251,10 +273,13 @@ def test_damaged_or_foreign_checkpoint(finished, tmp_path, kind, words):
     assert snapshot(run) == before
 
 
-@pytest.mark.parametrize("change,words", [
-    ("latent_dim = 16", ["latent_dim is 16 in the checkpoint, 8 in the config"]),
-    ("dropout = 0.25", ["dropout is 0.25 in the checkpoint, 0.1 in the config"]),  # same shapes: only the config can tell
-])
+@pytest.mark.parametrize(
+    "change,words",
+    [
+        ("latent_dim = 16", ["latent_dim is 16 in the checkpoint, 8 in the config"]),
+        ("dropout = 0.25", ["dropout is 0.25 in the checkpoint, 0.1 in the config"]),  # same shapes: only the config can tell
+    ],
+)
 def test_checkpoint_from_another_architecture_than_the_config(finished, tmp_path, change, words):
     run = tmp_path / "run"
     shutil.copytree(finished, run)

@@ -25,8 +25,30 @@ def test_paired_shift_that_exceeds_or_cannot_be_told():
 @pytest.mark.slow
 def test_bench_writes_its_figures(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["--configs", "baseline", "--epochs", "1", "--threads", "1", "--nll-k", "8", "--nll-images", "2",
-                 "--options", "", "--precision-epochs", "0", "--no-full-train", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--configs",
+                "baseline",
+                "--epochs",
+                "1",
+                "--threads",
+                "1",
+                "--nll-k",
+                "8",
+                "--nll-images",
+                "2",
+                "--options",
+                "",
+                "--precision-epochs",
+                "0",
+                "--no-full-train",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     row = result["configs"][0]
     assert row["config"] == "baseline" and row["parameters"] > 0

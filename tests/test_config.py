@@ -39,10 +39,17 @@ def test_override_by_field_name_and_section():
     assert cfg.model.latent_dim == 2 and cfg.train.lr == 0.002 and cfg.train.binarize == "dynamic"
 
 
-@pytest.mark.parametrize("assignment, words", [
-    ("lr=-1", "lr"), ("latent_dim=0", "latent_dim"), ("dropout=1.0", "dropout"),
-    ("no_such_field=3", "no_such_field"), ("epochs=ten", "epochs"), ("binarize=sometimes", "binarize"),
-])
+@pytest.mark.parametrize(
+    "assignment, words",
+    [
+        ("lr=-1", "lr"),
+        ("latent_dim=0", "latent_dim"),
+        ("dropout=1.0", "dropout"),
+        ("no_such_field=3", "no_such_field"),
+        ("epochs=ten", "epochs"),
+        ("binarize=sometimes", "binarize"),
+    ],
+)
 def test_bad_overrides_name_the_field(assignment, words):
     with pytest.raises(ConfigError) as e:
         get_config("baseline").override([assignment])
@@ -57,7 +64,7 @@ def test_decoder_that_misses_28x28_says_what_it_reaches():
 
 def test_unknown_key_in_file(tmp_path):
     path = tmp_path / "bad.toml"
-    path.write_text('[model]\nlatent_dims = 4\n')
+    path.write_text("[model]\nlatent_dims = 4\n")
     with pytest.raises(ConfigError) as e:
         load_toml(path)
     assert "latent_dims" in str(e.value) and str(path) in str(e.value)

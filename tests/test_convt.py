@@ -21,8 +21,9 @@ def _both_paths(layer: ConvTranspose2d, x: torch.Tensor):
 
 
 # The first three take the GEMM path (<= 4 output channels), the others the conv2d path.
-@pytest.mark.parametrize("c_in, c_out, kernel, batch, side",
-                         [(32, 1, 3, 5, 28), (7, 2, 5, 1, 9), (3, 4, 1, 2, 6), (1, 64, 3, 3, 14), (6, 5, 5, 2, 7)])
+@pytest.mark.parametrize(
+    "c_in, c_out, kernel, batch, side", [(32, 1, 3, 5, 28), (7, 2, 5, 1, 9), (3, 4, 1, 2, 6), (1, 64, 3, 3, 14), (6, 5, 5, 2, 7)]
+)
 def test_fast_paths_match_the_stock_kernel_in_value_and_gradients(c_in, c_out, kernel, batch, side):
     torch.manual_seed(0)
     layer = conv_transpose_same(c_in, c_out, 1, kernel).double()

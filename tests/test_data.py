@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from _idx_helpers import STEMS, gz_payloads, idx_bytes, serve, sha256, small_arrays, write_idx, write_idx_dir
-from helpers import captured_log
 from mnist_vae import data
 from mnist_vae.errors import DataError, MnistVaeError
+
+from _idx_helpers import STEMS, gz_payloads, idx_bytes, serve, sha256, small_arrays, write_idx, write_idx_dir
+from helpers import captured_log
 
 CLASS_COUNTS = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
 # Fingerprint of the embedded test split: changes only if the split itself changes.
@@ -50,6 +51,7 @@ def listing(directory: Path) -> list[str]:
 
 # --- embedded -----------------------------------------------------------------------------------
 
+
 def test_embedded_file_checksum_and_class_counts(embedded):
     raw = importlib.resources.files("mnist_vae").joinpath("assets/mnist_embedded.npz").read_bytes()
     assert hashlib.sha256(raw).hexdigest() == data.EMBEDDED_SHA256 == embedded.sha256
@@ -58,8 +60,7 @@ def test_embedded_file_checksum_and_class_counts(embedded):
 
 
 def test_embedded_split_sizes_types_and_stratification(embedded):
-    assert embedded.info() == {"name": "embedded", "n_train": 8000, "n_test": 2000,
-                               "sha256": data.EMBEDDED_SHA256, "source": "embedded"}
+    assert embedded.info() == {"name": "embedded", "n_train": 8000, "n_test": 2000, "sha256": data.EMBEDDED_SHA256, "source": "embedded"}
     assert embedded.train_images.shape == (8000, 28, 28) and embedded.test_images.shape == (2000, 28, 28)
     assert embedded.train_images.dtype == torch.uint8 and embedded.train_labels.dtype == torch.int64
     test_counts = torch.bincount(embedded.test_labels, minlength=10).tolist()
@@ -85,6 +86,7 @@ def test_embedded_tampered_copy_is_rejected(tmp_path):
 
 
 # --- IDX ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_dir_round_trip(tmp_path, gz):
@@ -129,16 +131,19 @@ def _bad_files(tmp_path: Path, case: str) -> str:
     return paths[0].name
 
 
-@pytest.mark.parametrize("case, message", [
-    ("truncated", "truncated IDX file: header says 12 images of 28x28 but only 9308 bytes"),
-    ("trailing", "trailing bytes"),
-    ("magic", "not an IDX file"),
-    ("type", "element type 0x0d"),
-    ("shape", "28 x 28"),
-    ("count", "11 labels but"),
-    ("label10", "labels must be 0..9, found 10"),
-    ("labels-as-images", "expected a 1-D IDX file"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("truncated", "truncated IDX file: header says 12 images of 28x28 but only 9308 bytes"),
+        ("trailing", "trailing bytes"),
+        ("magic", "not an IDX file"),
+        ("type", "element type 0x0d"),
+        ("shape", "28 x 28"),
+        ("count", "11 labels but"),
+        ("label10", "labels must be 0..9, found 10"),
+        ("labels-as-images", "expected a 1-D IDX file"),
+    ],
+)
 def test_bad_idx_files_name_the_file(tmp_path, case, message):
     name = _bad_files(tmp_path, case)
     with pytest.raises(DataError) as err:
@@ -159,7 +164,7 @@ def test_corrupt_gzip(tmp_path, damage):
     path = write_idx(tmp_path / "train-images-idx3-ubyte.gz", small_arrays()[0])
     raw = bytearray(path.read_bytes())
     if damage == "flip":
-        raw[len(raw) // 2: len(raw) // 2 + 8] = b"\xff" * 8
+        raw[len(raw) // 2 : len(raw) // 2 + 8] = b"\xff" * 8
     elif damage == "truncate":
         raw = raw[: len(raw) // 2]
     else:
@@ -199,6 +204,7 @@ def test_read_idx_random_bytes_only_raise_data_error(tmp_path):
 
 # --- Keras npz ------------------------------------------------------------------------------------
 
+
 def test_npz_round_trip_and_errors(tmp_path):
     tx, ty, vx, vy = small_arrays()
     good = tmp_path / "mnist.npz"
@@ -223,6 +229,7 @@ def test_npz_round_trip_and_errors(tmp_path):
 
 # --- pixels ---------------------------------------------------------------------------------------
 
+
 def test_to_unit_float():
     x = data.to_unit_float(torch.tensor([[0, 128, 255]], dtype=torch.uint8))
     assert x.dtype == torch.float32 and x.shape == (1, 3)
@@ -246,6 +253,7 @@ def test_binarize_modes():
 
 
 # --- download and cache ---------------------------------------------------------------------------
+
 
 def test_cache_dir_locations(monkeypatch, tmp_path):
     assert data.default_cache_dir() == tmp_path / "data-root" / "mnist"
@@ -351,6 +359,7 @@ def test_load_dataset_names_and_paths(tmp_path):
 
 
 # --- Fashion-MNIST --------------------------------------------------------------------------------
+
 
 def test_fashion_mnist_not_found(monkeypatch, tmp_path):
     monkeypatch.setattr(data.datasets, "FASHION_DIRS", [str(tmp_path / "none")])

@@ -11,12 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import write_npz
-from _dist_helpers import QUIET, TORCHRUN, child_env, free_port, tiny_run_config
-from mnist_vae.runtime.distributed import DistInfo, shard
 from mnist_vae.errors import ConfigError
 from mnist_vae.runtime.device import resolve_device
+from mnist_vae.runtime.distributed import DistInfo, shard
 from mnist_vae.training import train
+
+from _dist_helpers import QUIET, TORCHRUN, child_env, free_port, tiny_run_config
+from helpers import write_npz
 
 WORKER = str(Path(__file__).with_name("_ddp_worker.py"))
 has_cuda = torch.cuda.is_available()
@@ -109,9 +110,29 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(tiny, single
 @pytest.mark.slow
 def test_nproc_flag_starts_the_same_training_through_the_elastic_launcher(tiny, single_run, tmp_path):
     out = tmp_path / "nproc"
-    p = run_ok([sys.executable, "-m", "mnist_vae", "train", "--nproc", "2", "--config", "optimized", "--epochs", "1",
-                "--batch-size", "50", "--threads", "1", "--data-path", str(tiny),
-                "--out", str(out), "--no-progress"])
+    p = run_ok(
+        [
+            sys.executable,
+            "-m",
+            "mnist_vae",
+            "train",
+            "--nproc",
+            "2",
+            "--config",
+            "optimized",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "50",
+            "--threads",
+            "1",
+            "--data-path",
+            str(tiny),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert p.stdout.count("done:") == 1  # rank 0 alone reports
     assert json.loads((out / "meta.json").read_text())["processes"] == 2
     assert max_diff(weights(out, 1), weights(single_run, 1)) < 1e-5
@@ -124,10 +145,30 @@ def test_two_machines_on_localhost(tiny, single_run, tmp_path):
     port = free_port()
     procs = []
     for node in (0, 1):
-        cmd = [*TORCHRUN, "--nnodes=2", "--nproc_per_node=1", f"--node_rank={node}", "--master_addr=127.0.0.1",
-               f"--master_port={port}", "-m", "mnist_vae", "train", "--config", "optimized", "--epochs", "1",
-               "--batch-size", "50", "--threads", "1", "--data-path", str(tiny),
-               "--out", str(out), "--no-progress"]
+        cmd = [
+            *TORCHRUN,
+            "--nnodes=2",
+            "--nproc_per_node=1",
+            f"--node_rank={node}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={port}",
+            "-m",
+            "mnist_vae",
+            "train",
+            "--config",
+            "optimized",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "50",
+            "--threads",
+            "1",
+            "--data-path",
+            str(tiny),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
         procs.append(subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = [p.communicate(timeout=180) for p in procs]
     for p, (o, e) in zip(procs, results):

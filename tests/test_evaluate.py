@@ -8,12 +8,9 @@ import torch
 from mnist_vae.evaluation.elbo import elbo_report
 from mnist_vae.evaluation.latent import active_units, latent_probe
 from mnist_vae.evaluation.likelihood import bernoulli_log_likelihood, importance_nll, iw_log_likelihood
-from mnist_vae.losses import elbo
-from mnist_vae.losses import bce_per_image
+from mnist_vae.losses import bce_per_image, elbo
 from mnist_vae.models import VAE
 from mnist_vae.presets import get_config
-
-
 
 
 class LinearGaussian:

@@ -15,13 +15,13 @@ import torch
 from matplotlib.figure import Figure
 
 import mnist_vae.training.trainer as train_mod
-from _runs import (SRC, assert_bitwise_equal, final_weights, good_checkpoints, leftovers, loss_history, run_in_process,
-                   train_args)
-from helpers import captured_log, small_dataset, tiny_config, write_npz
-from mnist_vae.runs.checkpoint import list_checkpoints, load_checkpoint, verify_checkpoint
-from mnist_vae.losses import elbo_terms
 from mnist_vae.errors import TrainingDiverged
+from mnist_vae.losses import elbo_terms
+from mnist_vae.runs.checkpoint import list_checkpoints, load_checkpoint, verify_checkpoint
 from mnist_vae.training import train
+
+from _runs import SRC, assert_bitwise_equal, final_weights, good_checkpoints, leftovers, loss_history, run_in_process, train_args
+from helpers import captured_log, small_dataset, tiny_config, write_npz
 
 
 @pytest.fixture(scope="module")
@@ -225,11 +225,22 @@ def _in_tmpfs(tmp_path: Path, mount_opts: str, script: str) -> tuple[str, dict]:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     (tmp_path / "check.py").write_text(CHECK)
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "M": str(mnt), "PY": sys.executable,
-           "CHECK": str(tmp_path / "check.py"), "TESTS": str(Path(__file__).parent)}
-    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                           f"mount -t tmpfs -o {mount_opts} tmpfs \"$M\" && {script}"],
-                          env=env, capture_output=True, text=True, timeout=180)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(SRC),
+        "OMP_NUM_THREADS": "1",
+        "M": str(mnt),
+        "PY": sys.executable,
+        "CHECK": str(tmp_path / "check.py"),
+        "TESTS": str(Path(__file__).parent),
+    }
+    proc = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", f'mount -t tmpfs -o {mount_opts} tmpfs "$M" && {script}'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     checks = [ln for ln in proc.stdout.splitlines() if ln.startswith("CHECK ")]
     assert checks, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr, json.loads(checks[-1][6:])
@@ -239,7 +250,7 @@ def _in_tmpfs(tmp_path: Path, mount_opts: str, script: str) -> tuple[str, dict]:
 def test_real_full_disk(npz, tmp_path):
     # 9 MiB hold the first checkpoint (about 6.5 MiB: weights + Adam state) but not the second.
     train = " ".join(train_args(npz, Path("$M/run")))
-    out, check = _in_tmpfs(tmp_path, "size=9m", f"\"$PY\" -m mnist_vae {train}; echo \"RC $?\"; \"$PY\" \"$CHECK\" \"$M/run\" \"$TESTS\"")
+    out, check = _in_tmpfs(tmp_path, "size=9m", f'"$PY" -m mnist_vae {train}; echo "RC $?"; "$PY" "$CHECK" "$M/run" "$TESTS"')
     assert "RC 2" in out, out
     errors = [ln for ln in out.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in out, out
@@ -250,7 +261,7 @@ def test_real_full_disk(npz, tmp_path):
 
 def test_real_read_only_output_folder(npz, tmp_path):
     train = " ".join(train_args(npz, Path("$M/run")))
-    out, check = _in_tmpfs(tmp_path, "ro", f"\"$PY\" -m mnist_vae {train}; echo \"RC $?\"; \"$PY\" \"$CHECK\" \"$M/run\" \"$TESTS\"")
+    out, check = _in_tmpfs(tmp_path, "ro", f'"$PY" -m mnist_vae {train}; echo "RC $?"; "$PY" "$CHECK" "$M/run" "$TESTS"')
     assert "RC 2" in out, out
     errors = [ln for ln in out.splitlines() if ln.startswith("error:")]
     assert errors == [f"error: cannot write {tmp_path}/mnt/run: Read-only file system"], out

@@ -19,13 +19,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _idx_helpers import idx_bytes
-from helpers import small_dataset, tiny_config
-from mnist_vae.runs.checkpoint import load_checkpoint, read_weights, save_checkpoint
 from mnist_vae.config import ModelConfig, RunConfig, TrainConfig
 from mnist_vae.data import read_idx
 from mnist_vae.errors import MnistVaeError
 from mnist_vae.models import VAE
+from mnist_vae.runs.checkpoint import load_checkpoint, read_weights, save_checkpoint
+
+from _idx_helpers import idx_bytes
+from helpers import small_dataset, tiny_config
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -74,8 +75,12 @@ def test_read_idx_random_bytes(tmp_path_factory, head, body, gz):
 
 
 @FUZZ
-@given(edits=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 255)), max_size=4),
-       cut=st.one_of(st.none(), st.integers(0, len(VALID_IDX))), gz=st.booleans(), gz_cut=st.booleans())
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 255)), max_size=4),
+    cut=st.one_of(st.none(), st.integers(0, len(VALID_IDX))),
+    gz=st.booleans(),
+    gz_cut=st.booleans(),
+)
 def test_read_idx_mutated_real_file(tmp_path_factory, edits, cut, gz, gz_cut):
     counted("read_idx mutated file")
     path = tmp_path_factory.mktemp("idx") / "f.idx"
@@ -100,8 +105,12 @@ def real_checkpoint(tmp_path_factory):
     opt = torch.optim.Adam(model.parameters())
     model(small_dataset(100, 10).train_images[:10].float() / 255)[0].sum().backward()
     opt.step()
-    trainer = {"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "data_rng": torch.get_rng_state(),
-               "state": {"epoch": 1, "step": 0, "history": [], "snapshots": {}, "partial": None, "seconds": 0.0}}
+    trainer = {
+        "optimizer": opt.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "data_rng": torch.get_rng_state(),
+        "state": {"epoch": 1, "step": 0, "history": [], "snapshots": {}, "partial": None, "seconds": 0.0},
+    }
     return save_checkpoint(run, cfg, model, trainer, 1, 0)
 
 
@@ -112,7 +121,10 @@ def _rewrite_manifest(folder: Path) -> None:
 
 
 @FUZZ
-@given(data=st.binary(max_size=4000), prefix=st.sampled_from([b"", b"\x08\0\0\0\0\0\0\0{}", b"\xff\xff\xff\xff\xff\xff\xff\x7f", b"PK\x03\x04"]))
+@given(
+    data=st.binary(max_size=4000),
+    prefix=st.sampled_from([b"", b"\x08\0\0\0\0\0\0\0{}", b"\xff\xff\xff\xff\xff\xff\xff\x7f", b"PK\x03\x04"]),
+)
 def test_read_weights_random_bytes(tmp_path_factory, data, prefix):
     counted("read_weights random bytes")
     path = tmp_path_factory.mktemp("w") / "model.safetensors"
@@ -121,9 +133,12 @@ def test_read_weights_random_bytes(tmp_path_factory, data, prefix):
 
 
 @FUZZ
-@given(which=st.sampled_from(["model.safetensors", "trainer.pt", "manifest.json"]),
-       edits=st.lists(st.tuples(st.integers(0, 1 << 24), st.integers(0, 255)), min_size=1, max_size=6),
-       cut=st.one_of(st.none(), st.integers(0, 1 << 24)), fix_manifest=st.booleans())
+@given(
+    which=st.sampled_from(["model.safetensors", "trainer.pt", "manifest.json"]),
+    edits=st.lists(st.tuples(st.integers(0, 1 << 24), st.integers(0, 255)), min_size=1, max_size=6),
+    cut=st.one_of(st.none(), st.integers(0, 1 << 24)),
+    fix_manifest=st.booleans(),
+)
 def test_load_checkpoint_mutated(tmp_path_factory, real_checkpoint, which, edits, cut, fix_manifest):
     """Mutate one file of a real checkpoint; with fix_manifest the checksums are recomputed so the loaders see the damage."""
     counted("load_checkpoint mutated file")
@@ -157,12 +172,18 @@ def test_load_checkpoint_random_trainer_bytes(tmp_path_factory, real_checkpoint,
 MODEL_KEYS = [f for f in ModelConfig.__dataclass_fields__] + ["latnt_dim"]
 TRAIN_KEYS = [f for f in TrainConfig.__dataclass_fields__] + ["learning_rate"]
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=-(10**400), max_value=10**400),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(10**400), max_value=10**400),
     st.sampled_from([0, -1, 1, 2**63, 2**1024, -(10**400), float("nan"), float("inf"), 1e308]),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
     st.sampled_from(["lstm", "mlp", "all", "last", "conv", "dense", "every-hidden", "between-convs", "dynamic", "fp16"]),
 )
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=12)
+VALUES = st.recursive(
+    SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=12
+)
 
 
 def _section(keys):
@@ -170,26 +191,49 @@ def _section(keys):
 
 
 @FUZZ
-@given(data=st.one_of(
-    st.fixed_dictionaries({}, optional={"name": VALUES, "description": VALUES, "model": st.one_of(_section(MODEL_KEYS), VALUES),
-                                        "train": st.one_of(_section(TRAIN_KEYS), VALUES)}),
-    st.dictionaries(st.one_of(st.text(max_size=8), st.integers()), VALUES, max_size=4),
-    VALUES,
-))
+@given(
+    data=st.one_of(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "name": VALUES,
+                "description": VALUES,
+                "model": st.one_of(_section(MODEL_KEYS), VALUES),
+                "train": st.one_of(_section(TRAIN_KEYS), VALUES),
+            },
+        ),
+        st.dictionaries(st.one_of(st.text(max_size=8), st.integers()), VALUES, max_size=4),
+        VALUES,
+    )
+)
 def test_config_validator_random_dicts(data):
     counted("RunConfig.from_dict random dicts")
     only_own_errors(RunConfig.from_dict, data)
 
 
 @FUZZ
-@given(convs=st.lists(st.tuples(st.integers(-3, 10**12), st.integers(-3, 10**12)), max_size=5),
-       reshape=st.lists(st.integers(-3, 10**9), min_size=0, max_size=4), dense=st.lists(st.integers(-3, 10**12), max_size=3),
-       kernel=st.integers(-3, 10**6), dropout=st.floats(allow_nan=True))
+@given(
+    convs=st.lists(st.tuples(st.integers(-3, 10**12), st.integers(-3, 10**12)), max_size=5),
+    reshape=st.lists(st.integers(-3, 10**9), min_size=0, max_size=4),
+    dense=st.lists(st.integers(-3, 10**12), max_size=3),
+    kernel=st.integers(-3, 10**6),
+    dropout=st.floats(allow_nan=True),
+)
 def test_config_validator_decoder_shapes(convs, reshape, dense, kernel, dropout):
     """Architectures with absurd sizes are judged without building (or allocating) anything."""
     counted("ModelConfig decoder shapes")
-    only_own_errors(RunConfig.from_dict, {"model": {"decoder_convs": [list(c) for c in convs], "decoder_reshape": reshape,
-                                                    "decoder_dense": dense, "kernel_size": kernel, "dropout": dropout}})
+    only_own_errors(
+        RunConfig.from_dict,
+        {
+            "model": {
+                "decoder_convs": [list(c) for c in convs],
+                "decoder_reshape": reshape,
+                "decoder_dense": dense,
+                "kernel_size": kernel,
+                "dropout": dropout,
+            }
+        },
+    )
 
 
 @FUZZ

@@ -24,13 +24,27 @@ import time
 import pytest
 import torch
 
-from _runs import (EPOCHS, FIGURES, SRC, STEPS_PER_EPOCH, assert_bitwise_equal, final_weights, good_checkpoints,
-                   leftovers, loss_history, optimizer_tensors, run_cli, run_in_process, train_args)
-from helpers import write_npz
-from mnist_vae.runs.checkpoint import load_checkpoint
 from mnist_vae.cli import build_parser, resolve_config
 from mnist_vae.config import load_toml
+from mnist_vae.runs.checkpoint import load_checkpoint
 from mnist_vae.training import train
+
+from _runs import (
+    EPOCHS,
+    FIGURES,
+    SRC,
+    STEPS_PER_EPOCH,
+    assert_bitwise_equal,
+    final_weights,
+    good_checkpoints,
+    leftovers,
+    loss_history,
+    optimizer_tensors,
+    run_cli,
+    run_in_process,
+    train_args,
+)
+from helpers import write_npz
 
 TOTAL_STEPS = STEPS_PER_EPOCH * EPOCHS
 SEED = int(os.environ.get("MNIST_VAE_KILL_SEED", "7"))
@@ -50,8 +64,11 @@ DEFAULT_POINTS = [
     (*_rng.choice([p for p in CATALOGUE if p[0] == "figure"]), "none"),
 ]
 _rest = [p for p in CATALOGUE if p not in [d[:2] for d in DEFAULT_POINTS]]
-SLOW_POINTS = ([(*p, _rng.choice(["none", "dynamic"])) for p in _rest] if os.environ.get("MNIST_VAE_KILL_POINTS") == "all"
-               else [(*p, _rng.choice(["none", "dynamic"])) for p in _rng.sample(_rest, 8)])
+SLOW_POINTS = (
+    [(*p, _rng.choice(["none", "dynamic"])) for p in _rest]
+    if os.environ.get("MNIST_VAE_KILL_POINTS") == "all"
+    else [(*p, _rng.choice(["none", "dynamic"])) for p in _rng.sample(_rest, 8)]
+)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +125,9 @@ def kill_and_resume(kind: str, n: int, binarize: str, npz, reference, tmp_path) 
     context = f"kill at {kind}:{n} (binarize {binarize}, MNIST_VAE_KILL_SEED={SEED})"
     run = tmp_path / "run"
     killed = run_cli(train_args(npz, run, binarize), fault=f"{kind}:{n}")
-    assert killed.returncode == -signal.SIGKILL, f"{context}: the kill point was not reached (rc {killed.returncode})\n{killed.stderr[-2000:]}"
+    assert killed.returncode == -signal.SIGKILL, (
+        f"{context}: the kill point was not reached (rc {killed.returncode})\n{killed.stderr[-2000:]}"
+    )
     good = good_checkpoints(run)
     newest = load_checkpoint(good[-1]).trainer["state"]["epoch"] if good else 0
     assert newest >= expected_min_epoch(kind, n), f"{context}: more than the current epoch lost (newest good: epoch {newest})"

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from mnist_vae.runs.checkpoint import load_model_weights, read_weights, save_checkpoint
 from mnist_vae.losses import elbo_terms
 from mnist_vae.models import VAE
 from mnist_vae.presets import get_config, list_configs
+from mnist_vae.runs.checkpoint import load_model_weights, read_weights, save_checkpoint
 
 
 @pytest.mark.parametrize("name", list_configs())

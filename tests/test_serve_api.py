@@ -15,10 +15,11 @@ import torch
 pytest.importorskip("fastapi", reason="the web extra (fastapi) is not installed")
 pytest.importorskip("httpx", reason="httpx (needed by FastAPI's TestClient) is not installed")
 
-from _serve_helpers import make_run, small_dataset  # noqa: E402
-from mnist_vae.cli import main  # noqa: E402
-from mnist_vae.serve.app import MAX_BODY_BYTES, create_app, listen_socket  # noqa: E402
-from mnist_vae.serve.images import png_gray  # noqa: E402
+from mnist_vae.cli import main
+from mnist_vae.serve.app import MAX_BODY_BYTES, create_app, listen_socket
+from mnist_vae.serve.images import png_gray
+
+from _serve_helpers import make_run, small_dataset
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's note about httpx vs httpx2

@@ -16,11 +16,18 @@ CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 
-from _serve_helpers import make_run, small_dataset  # noqa: E402
 from mnist_vae.serve.app import create_app, listen_socket, make_server  # noqa: E402
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+from _serve_helpers import make_run, small_dataset  # noqa: E402
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 class Served:
@@ -160,7 +167,9 @@ def test_drawing_a_stroke_shows_reconstruction_code_and_projection(page16):
     assert mu_text.startswith("μ = [") and mu_text.count(",") == 15
     assert "nearest test digits" in page.inner_text("#neighbours")
     # The reconstruction is not blank.
-    ink = page.eval_on_selector("#pad-recon", "c => c.getContext('2d').getImageData(0, 0, 28, 28).data.reduce((s, v, i) => s + (i % 4 ? 0 : v), 0)")
+    ink = page.eval_on_selector(
+        "#pad-recon", "c => c.getContext('2d').getImageData(0, 0, 28, 28).data.reduce((s, v, i) => s + (i % 4 ? 0 : v), 0)"
+    )
     assert ink > 0
     assert errors == []
 

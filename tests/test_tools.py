@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import write_npz
-from _dist_helpers import QUIET, child_env, tiny_run_config
 from mnist_vae.cli import main as cli_main
 from mnist_vae.errors import MnistVaeError
 from mnist_vae.training import train
+
+from _dist_helpers import QUIET, child_env, tiny_run_config
+from helpers import write_npz
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,8 +44,14 @@ def test_tensorboard_scalars_images_and_hparams(run_dir):
     acc.Reload()
     tags = acc.Tags()
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for tag, key in (("train/loss", "train_loss"), ("test/loss", "test_loss"), ("test/recon", "test_recon"), ("test/kl", "test_kl"),
-                     ("train/recon", "train_recon"), ("train/kl", "train_kl")):
+    for tag, key in (
+        ("train/loss", "train_loss"),
+        ("test/loss", "test_loss"),
+        ("test/recon", "test_recon"),
+        ("test/kl", "test_kl"),
+        ("train/recon", "train_recon"),
+        ("train/kl", "train_kl"),
+    ):
         assert tag in tags["scalars"], tag
         events = acc.Scalars(tag)
         assert [e.step for e in events] == [1, 2]

@@ -1,6 +1,6 @@
 """mnist-vae: a variational autoencoder for handwritten digits (LSTM encoder, transposed-conv decoder)."""
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["__version__", "load_run", "TrainedVAE"]
 

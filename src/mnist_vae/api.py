@@ -24,8 +24,9 @@ PIXELS = IMAGE_SIZE * IMAGE_SIZE
 class TrainedVAE:
     """A trained model in eval mode, with array-friendly methods (no gradients are tracked)."""
 
-    def __init__(self, model: VAE, config: RunConfig, path: Path | None = None, epoch: int = 0,
-                 history: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, model: VAE, config: RunConfig, path: Path | None = None, epoch: int = 0, history: list[dict[str, Any]] | None = None
+    ) -> None:
         self.model = model.eval()
         self.config = config
         self.path = path

@@ -120,8 +120,12 @@ def bench_one(name: str, epochs: int, threads: int, nll_k: int, nll_images: int,
     test_x = to_unit_float(ds.test_images)
     model = VAE(cfg.model)
     fwd = forward_flops(model)
-    row: dict[str, Any] = {"config": name, "parameters": count_parameters(model), "forward_mflop": fwd["total"] / 1e6,
-                           "train_mflop": train_flops(model) / 1e6}
+    row: dict[str, Any] = {
+        "config": name,
+        "parameters": count_parameters(model),
+        "forward_mflop": fwd["total"] / 1e6,
+        "train_mflop": train_flops(model) / 1e6,
+    }
 
     ref, prod, epoch_wall = interleaved_epochs(cfg, ds, epochs)
     ref_rate, prod_rate = statistics.median(ref[1:] or ref), statistics.median(prod[1:] or prod)
@@ -157,9 +161,25 @@ def full_train_wall(threads: int) -> float:
     """Wall seconds of `mnist-vae train --config optimized` for 50 epochs on the embedded digits."""
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "mnist_vae", "train", "--config", "optimized", "--dataset", "embedded",
-                        "--threads", str(threads), "--out", str(Path(tmp) / "run"), "--no-progress"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mnist_vae",
+                "train",
+                "--config",
+                "optimized",
+                "--dataset",
+                "embedded",
+                "--threads",
+                str(threads),
+                "--out",
+                str(Path(tmp) / "run"),
+                "--no-progress",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         return time.perf_counter() - t
 
 
@@ -231,15 +251,22 @@ def summarize_precision(losses: dict[str, list[float]], bound: float = 0.5) -> d
         half = (T_975[n - 2] if n - 1 <= len(T_975) else 1.96) * sd_d / n**0.5 if n > 1 else float("nan")
         lo, hi = statistics.mean(d) - half, statistics.mean(d) + half
         verdict = "within" if -bound < lo and hi < bound else "exceeds" if lo >= bound or hi <= -bound else "inconclusive"
-        out[v] = {"mean": statistics.mean(x), "sd": statistics.stdev(x) if n > 1 else float("nan"),
-                  "shift_vs_fp32": statistics.mean(d), "paired_sd": sd_d, "ci95": [lo, hi],
-                  "verdict": verdict if v != "fp32" else "reference"}
+        out[v] = {
+            "mean": statistics.mean(x),
+            "sd": statistics.stdev(x) if n > 1 else float("nan"),
+            "shift_vs_fp32": statistics.mean(d),
+            "paired_sd": sd_d,
+            "ci95": [lo, hi],
+            "verdict": verdict if v != "fp32" else "reference",
+        }
     return out
 
 
 def _table(rows: list[dict[str, Any]], peak_gflops: float) -> str:
-    head = ("| config | params | train MFLOP/img | reference img/s | train img/s | overhead | GFLOP/s (% of matmul) "
-            "| eval img/s | NLL decoder passes/s fp32 / bf16 | peak RSS MB |")
+    head = (
+        "| config | params | train MFLOP/img | reference img/s | train img/s | overhead | GFLOP/s (% of matmul) "
+        "| eval img/s | NLL decoder passes/s fp32 / bf16 | peak RSS MB |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         nll = f"{r['nll_passes_s_fp32']:,.0f} / {r['nll_passes_s_bf16']:,.0f}"
@@ -251,7 +278,7 @@ def _table(rows: list[dict[str, Any]], peak_gflops: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mnist_vae.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", default=",".join(list_configs()), help="comma-separated configurations (default: all seven)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per loop; the first is warm-up, the median of the rest is reported")
@@ -265,40 +292,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision-epochs", type=int, default=10, help="epochs for the option ELBO check on optimized (0 to skip)")
     p.add_argument("--precision-seeds", type=int, default=3, help="seeds per option in the ELBO check")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: benchmark one config in this process, print JSON
-    args = p.parse_args(argv)
+    return p
 
-    if args.one:
-        print(json.dumps(bench_one(args.one, args.epochs, args.threads, args.nll_k, args.nll_images, args.precision)))
-        return 0
 
-    peak = matmul_gflops(args.threads)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{args.threads} threads; fp32 matmul {peak:.1f} GFLOP/s")
+def _configs_in_subprocesses(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """bench_one for each configuration, each in a fresh process (so its peak memory is its own)."""
     rows = []
     for name in args.configs.split(","):
         get_config(name)  # fail fast on a bad name
-        cmd = [sys.executable, "-m", "mnist_vae.bench", "--one", name, "--epochs", str(args.epochs), "--threads", str(args.threads),
-               "--nll-k", str(args.nll_k), "--nll-images", str(args.nll_images), "--precision", args.precision]
+        cmd = [sys.executable, "-m", "mnist_vae.bench", "--one", name, "--epochs", str(args.epochs), "--threads", str(args.threads)]
+        cmd += ["--nll-k", str(args.nll_k), "--nll-images", str(args.nll_images), "--precision", args.precision]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         r = rows[-1]
-        print(f"  {name}: train {r['train_img_s']:,.0f} img/s (reference {r['reference_img_s']:,.0f}, overhead {100 * r['overhead']:+.1f}%)", flush=True)
-    result: dict[str, Any] = {
-        "machine": {"processor": platform.processor(), "machine": platform.machine(), "cores": os.cpu_count(),
-                    "torch": torch.__version__, "threads": args.threads, "matmul_gflop_s": peak},
-        "settings": vars(args),
-        "configs": rows,
-    }
-    if args.options:
-        result["options"] = option_rates(args.options.split(","), args.threads)
-    if args.precision_epochs:
-        losses = precision_check("optimized", args.precision_epochs, args.threads, args.precision_seeds)
-        result["precision_check"] = {"config": "optimized", "epochs": args.precision_epochs, "test_elbo": losses,
-                                     "summary": summarize_precision(losses)}
-    if not args.no_full_train:
-        result["optimized_50_epochs_wall_s"] = full_train_wall(args.threads)
-    print()
-    print(_table(rows, peak))
+        print(
+            f"  {name}: train {r['train_img_s']:,.0f} img/s (reference {r['reference_img_s']:,.0f}, overhead {100 * r['overhead']:+.1f}%)",
+            flush=True,
+        )
+    return rows
+
+
+def _print_extras(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """The option table, the ELBO check, the NLL projection and the 50-epoch wall time."""
     if "options" in result:
         variants = list(OPTION_VARIANTS)
         print("\nspeed options, reference loop images/second (median of 5 interleaved rounds of 20 steps):\n")
@@ -308,20 +323,66 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {r['config']} | " + " | ".join(f"{r[v]:,.0f} ({r[v] / r['fp32']:.2f}x)" for v in variants) + " |")
     if "precision_check" in result:
         pc = result["precision_check"]
-        print(f"\ntest negative ELBO (fp32 evaluation) of optimized after {args.precision_epochs} epochs, "
-              f"{args.precision_seeds} seeds per option:")
+        print(
+            f"\ntest negative ELBO (fp32 evaluation) of optimized after {args.precision_epochs} epochs, {args.precision_seeds} seeds per option:"
+        )
         for v, sm in pc["summary"].items():
             runs = ", ".join(f"{x:.2f}" for x in pc["test_elbo"][v])
-            shift = "" if v == "fp32" else (f"  paired shift vs fp32 {sm['shift_vs_fp32']:+.2f} nats, 95% CI [{sm['ci95'][0]:+.2f}, "
-                                            f"{sm['ci95'][1]:+.2f}]: {sm['verdict']} ±0.5")
+            shift = (
+                ""
+                if v == "fp32"
+                else (
+                    f"  paired shift vs fp32 {sm['shift_vs_fp32']:+.2f} nats, 95% CI [{sm['ci95'][0]:+.2f}, "
+                    f"{sm['ci95'][1]:+.2f}]: {sm['verdict']} ±0.5"
+                )
+            )
             print(f"  {v:<16} mean {sm['mean']:8.2f}  sd {sm['sd']:5.2f}  ({runs}){shift}")
-    for r in rows:
+    for r in result["configs"]:
         if r["config"] == "optimized":
             full = 5000 * 2000
-            print(f"\nimportance-weighted NLL of optimized, K=5000 on 2,000 test images, projected from the rates above: "
-                  f"{full / r['nll_passes_s_fp32'] / 60:.1f} min in fp32, {full / r['nll_passes_s_bf16'] / 60:.1f} min in bf16")
+            print(
+                f"\nimportance-weighted NLL of optimized, K=5000 on 2,000 test images, projected from the rates above: "
+                f"{full / r['nll_passes_s_fp32'] / 60:.1f} min in fp32, {full / r['nll_passes_s_bf16'] / 60:.1f} min in bf16"
+            )
     if "optimized_50_epochs_wall_s" in result:
         print(f"\n`mnist-vae train --config optimized` (50 epochs, embedded digits): {result['optimized_50_epochs_wall_s']:.1f} s wall")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, print the tables, write bench.json."""
+    args = _parser().parse_args(argv)
+    if args.one:
+        print(json.dumps(bench_one(args.one, args.epochs, args.threads, args.nll_k, args.nll_images, args.precision)))
+        return 0
+    peak = matmul_gflops(args.threads)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{args.threads} threads; fp32 matmul {peak:.1f} GFLOP/s"
+    )
+    machine = {
+        "processor": platform.processor(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "matmul_gflop_s": peak,
+    }
+    result: dict[str, Any] = {"machine": machine, "settings": vars(args), "configs": _configs_in_subprocesses(args)}
+    if args.options:
+        result["options"] = option_rates(args.options.split(","), args.threads)
+    if args.precision_epochs:
+        losses = precision_check("optimized", args.precision_epochs, args.threads, args.precision_seeds)
+        result["precision_check"] = {
+            "config": "optimized",
+            "epochs": args.precision_epochs,
+            "test_elbo": losses,
+            "summary": summarize_precision(losses),
+        }
+    if not args.no_full_train:
+        result["optimized_50_epochs_wall_s"] = full_train_wall(args.threads)
+    print()
+    print(_table(result["configs"], peak))
+    _print_extras(result, args)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
     return 0

@@ -104,8 +104,7 @@ class ModelConfig:
         c, h, w = self.decoder_reshape
         if self.decoder_dense[-1] != c * h * w:
             raise ConfigError(
-                f"decoder_dense: the last dense layer has {self.decoder_dense[-1]} units but decoder_reshape "
-                f"{c}x{h}x{w} needs {c * h * w}"
+                f"decoder_dense: the last dense layer has {self.decoder_dense[-1]} units but decoder_reshape {c}x{h}x{w} needs {c * h * w}"
             )
         shape = self.decoder_output_shape()
         if self.head == "conv" and shape != (1, IMAGE_SIZE, IMAGE_SIZE):
@@ -194,7 +193,7 @@ class RunConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
         """Build and validate from a dict; unknown keys and wrong types raise :class:`ConfigError`."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a table of settings, got {type(data).__name__}")
@@ -217,7 +216,7 @@ class RunConfig:
             lines.append("")
         return "\n".join(lines)
 
-    def replace(self, **changes: Any) -> "RunConfig":
+    def replace(self, **changes: Any) -> RunConfig:
         """A copy with fields changed by name (``cfg.replace(epochs=3, latent_dim=2)``), validated.
 
         ``name`` and ``description`` are the run's own; every other name is a field of the model or
@@ -230,10 +229,14 @@ class RunConfig:
             raise ConfigError(f"unknown field(s) {', '.join(unknown)}")
         model = {k: v for k, v in changes.items() if k in model_fields}
         train = {k: v for k, v in changes.items() if k not in model_fields}
-        return dataclasses.replace(self, **top, model=dataclasses.replace(self.model, **model) if model else self.model,
-                                   train=dataclasses.replace(self.train, **train) if train else self.train)
+        return dataclasses.replace(
+            self,
+            **top,
+            model=dataclasses.replace(self.model, **model) if model else self.model,
+            train=dataclasses.replace(self.train, **train) if train else self.train,
+        )
 
-    def override(self, assignments: list[str]) -> "RunConfig":
+    def override(self, assignments: list[str]) -> RunConfig:
         """Apply ``key=value`` strings (``latent_dim=2``, ``train.lr=1e-3``); values parse as TOML."""
         d = self.to_dict()
         for item in assignments:

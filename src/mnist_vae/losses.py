@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-
-if TYPE_CHECKING:
-    from .models import VAE
 
 #: Images per evaluation batch; small batches keep activations in cache (docs/performance.md).
 EVAL_BATCH = 250
@@ -54,9 +51,25 @@ def kl_weight(beta: float, warmup_epochs: int, epoch: int, step: int, steps_per_
     return beta * min(1.0, progress)
 
 
+class Autoencoder(Protocol):
+    """What :func:`elbo` needs of a model (the :class:`~mnist_vae.models.VAE` has it)."""
+
+    training: bool
+
+    def train(self, mode: bool = True) -> Autoencoder: ...
+
+    def eval(self) -> Autoencoder: ...
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+
+
 @torch.no_grad()
 def elbo(
-    model: "VAE",
+    model: Autoencoder,
     images: torch.Tensor,
     batch_size: int = EVAL_BATCH,
     generator: torch.Generator | None = None,

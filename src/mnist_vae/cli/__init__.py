@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import MnistVaeError, TrainingDiverged
 from ..runtime import logging as runlog
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except Interrupted as exc:
-        name = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(exc.signum, "stop")
+        name = {int(signal.SIGINT): "SIGINT", int(signal.SIGTERM): "SIGTERM"}.get(exc.signum, "stop")
         if runlog.is_main_process():  # every torchrun process stops; one of them says so
             _err(f"stopped by {name}: saved {exc.checkpoint}; continue with --resume {exc.checkpoint.parent.parent}")
         return 128 + exc.signum if exc.signum else 1

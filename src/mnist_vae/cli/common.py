@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..config import BINARIZE_MODES, DATASET_NAMES, PRECISIONS, RunConfig
 
@@ -41,8 +42,12 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 
 def add_dataset_options(p: argparse.ArgumentParser, default: str | None = None) -> None:
     """--dataset and --data-path."""
-    p.add_argument("--dataset", default=default, choices=DATASET_NAMES,
-                   help="auto (default): full MNIST if cached or downloadable within seconds, else the embedded 10,000 digits")
+    p.add_argument(
+        "--dataset",
+        default=default,
+        choices=DATASET_NAMES,
+        help="auto (default): full MNIST if cached or downloadable within seconds, else the embedded 10,000 digits",
+    )
     p.add_argument("--data-path", dest="data_path", help="a folder of IDX files or a Keras-style mnist.npz")
 
 
@@ -58,8 +63,11 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--binarize", choices=BINARIZE_MODES, help="pixel binarisation (default: none; dynamic = resampled each epoch)")
     p.add_argument("--threads", type=int, help="CPU threads (default: 0 = one per core)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: cpu)")
-    p.add_argument("--precision", choices=[p for p in PRECISIONS if p != "auto"] + ["auto"],
-                   help="autocast precision (default: fp32; auto = bf16 where the hardware computes it natively; fp16 needs cuda/mps)")
+    p.add_argument(
+        "--precision",
+        choices=[p for p in PRECISIONS if p != "auto"] + ["auto"],
+        help="autocast precision (default: fp32; auto = bf16 where the hardware computes it natively; fp16 needs cuda/mps)",
+    )
 
 
 def add_threads_option(p: argparse.ArgumentParser) -> None:

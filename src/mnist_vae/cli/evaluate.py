@@ -36,9 +36,11 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     set_threads_from(args)
     ds = load_dataset(args.dataset, args.data_path)
     clf = get_classifier(ds, retrain=args.force)
-    print(f"classifier for {ds.name} (sha256 {ds.sha256[:16]}): test accuracy {clf.test_accuracy:.4f} "
-          f"(required {MIN_ACCURACY:.2f}); train-vs-test Fréchet floor {clf.floor_frechet:.3f}; "
-          f"trained in {clf.train_seconds:.1f} s; {cache_path(ds)}")
+    print(
+        f"classifier for {ds.name} (sha256 {ds.sha256[:16]}): test accuracy {clf.test_accuracy:.4f} "
+        f"(required {MIN_ACCURACY:.2f}); train-vs-test Fréchet floor {clf.floor_frechet:.3f}; "
+        f"trained in {clf.train_seconds:.1f} s; {cache_path(ds)}"
+    )
     return 0 if clf.test_accuracy >= MIN_ACCURACY else 1
 
 
@@ -46,17 +48,29 @@ def cmd_study(args: argparse.Namespace) -> int:
     from ..study.runner import run_study
 
     configs = [c.strip() for c in args.configs.split(",") if c.strip()] if args.configs else None
-    result = run_study(configs, epochs=args.epochs, settings=eval_settings(args), dataset=args.dataset,
-                       data_path=args.data_path or "", binarize=args.binarize, jobs=args.jobs, out=args.out,
-                       threads=args.threads)
+    result = run_study(
+        configs,
+        epochs=args.epochs,
+        settings=eval_settings(args),
+        dataset=args.dataset,
+        data_path=args.data_path or "",
+        binarize=args.binarize,
+        jobs=args.jobs,
+        out=args.out,
+        threads=args.threads,
+    )
     print(result["report_md"].read_text(encoding="utf-8"))
     print(f"wrote {result['report_md']} and {result['report_html']} in {result['meta']['wall_seconds']:.0f} s")
     return 0
 
 
 def _eval_options(p: argparse.ArgumentParser, precision: str, precision_help: str) -> None:
-    p.add_argument("--k", type=int, default=DEFAULTS.k, help="importance samples per test image for the NLL (5000 = the published protocol)")
-    p.add_argument("--chunk", type=int, default=DEFAULTS.chunk, help="latent codes decoded at once in the NLL (bounds memory; small is fast on CPU)")
+    p.add_argument(
+        "--k", type=int, default=DEFAULTS.k, help="importance samples per test image for the NLL (5000 = the published protocol)"
+    )
+    p.add_argument(
+        "--chunk", type=int, default=DEFAULTS.chunk, help="latent codes decoded at once in the NLL (bounds memory; small is fast on CPU)"
+    )
     p.add_argument("--samples", type=int, default=DEFAULTS.n_samples, help="generated samples judged by the digit classifier")
     p.add_argument("--precision", choices=EVAL_PRECISIONS, default=precision, help=precision_help)
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for the importance samples and the generated samples")
@@ -64,22 +78,27 @@ def _eval_options(p: argparse.ArgumentParser, precision: str, precision_help: st
 
 def add_commands(add: Adder) -> None:
     """Register ``evaluate``, ``classifier`` and ``study``."""
-    p = add("evaluate", cmd_evaluate, "measure a run: ELBO terms, importance-weighted NLL, active units, latent probe, "
-            "sample quality; prints a table and writes RUN/eval.json", log_stream="stderr")
+    p = add(
+        "evaluate",
+        cmd_evaluate,
+        "measure a run: ELBO terms, importance-weighted NLL, active units, latent probe, "
+        "sample quality; prints a table and writes RUN/eval.json",
+        log_stream="stderr",
+    )
     p.add_argument("run", metavar="RUN", help="a run folder")
     _eval_options(p, DEFAULTS.precision, "decoder precision for the NLL (bf16: faster, ~0.01 nat off)")
     add_threads_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = add("classifier", cmd_classifier, "the digit classifier that judges samples; `classifier train` fits and caches it",
-            log_stream="stderr")
+    p = add(
+        "classifier", cmd_classifier, "the digit classifier that judges samples; `classifier train` fits and caches it", log_stream="stderr"
+    )
     p.add_argument("action", choices=["train"], help="train: fit it (or report the cached one)")
     add_dataset_options(p, default="auto")
     p.add_argument("--force", action="store_true", help="retrain even if a cached classifier exists")
     add_threads_option(p)
 
-    p = add("study", cmd_study, "train and evaluate several configurations and write STUDY/report.md and report.html",
-            log_stream="stderr")
+    p = add("study", cmd_study, "train and evaluate several configurations and write STUDY/report.md and report.html", log_stream="stderr")
     p.add_argument("--configs", help="comma-separated configuration names (default: all seven)")
     p.add_argument("--epochs", type=int, default=50, help="epochs per configuration")
     _eval_options(p, STUDY_EVAL.precision, "decoder precision for the NLL (bf16 keeps the full study within its time budget)")

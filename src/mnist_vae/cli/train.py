@@ -12,8 +12,7 @@ from .common import Adder, add_train_options, resolve_config
 log = logging.getLogger("mnist_vae.cli")
 
 #: Options that a resumed run may not be given: its own config.toml governs it.
-RESUME_CONFLICTS = ("config", "set", "lr", "batch_size", "seed", "dataset", "data_path", "binarize",
-                    "device", "precision", "out", "force")
+RESUME_CONFLICTS = ("config", "set", "lr", "batch_size", "seed", "dataset", "data_path", "binarize", "device", "precision", "out", "force")
 
 
 def cmd_configs(args: argparse.Namespace) -> int:
@@ -47,7 +46,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         # train something the user did not ask for.
         given = [f"--{k.replace('_', '-')}" for k in RESUME_CONFLICTS if getattr(args, k, None) not in (None, False, [])]
         if given:
-            raise ConfigError(f"--resume continues a run with its own config.toml; only --epochs and --threads may be given with it, not {', '.join(given)}")
+            raise ConfigError(
+                f"--resume continues a run with its own config.toml; only --epochs and --threads may be given with it, not {', '.join(given)}"
+            )
         cfg = read_run_config(Path(args.resume))
         changes = {k: getattr(args, k) for k in ("epochs", "threads") if getattr(args, k) is not None}
         cfg = cfg.replace(**changes) if changes else cfg
@@ -57,8 +58,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = args.out
     m = train(cfg, out, resume=bool(args.resume), force=args.force, progress=not args.no_progress, tensorboard=args.tensorboard)
     epochs = f"{m['epoch']} epoch{'s' if m['epoch'] != 1 else ''}"
-    log.info(f"done: {epochs} in {m['total_train_seconds']:.1f} s of training ({m['mean_images_per_second']:.0f} img/s on average); "
-             f"test loss {m['test_loss']:.2f} (recon {m['test_recon']:.2f}, KL {m['test_kl']:.2f}); run folder {m['run_dir']}")
+    log.info(
+        f"done: {epochs} in {m['total_train_seconds']:.1f} s of training ({m['mean_images_per_second']:.0f} img/s on average); "
+        f"test loss {m['test_loss']:.2f} (recon {m['test_recon']:.2f}, KL {m['test_kl']:.2f}); run folder {m['run_dir']}"
+    )
     return 0
 
 
@@ -74,8 +77,16 @@ def add_commands(add: Adder) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its newest checkpoint (--epochs may extend it)")
     p.add_argument("--force", action="store_true", help="replace an existing run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
-    p.add_argument("--nproc", type=int, default=1, metavar="N",
-                   help="data-parallel training in N processes on this machine, started by torch's elastic launcher "
-                        "(the same as `torchrun --standalone --nproc_per_node N -m mnist_vae train ...`); --batch-size is per process")
-    p.add_argument("--tensorboard", action="store_true",
-                   help="also log scalars, sample grids and hyper-parameters to RUN/tb/ (needs: pip install 'mnist-vae[tensorboard]')")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="data-parallel training in N processes on this machine, started by torch's elastic launcher "
+        "(the same as `torchrun --standalone --nproc_per_node N -m mnist_vae train ...`); --batch-size is per process",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log scalars, sample grids and hyper-parameters to RUN/tb/ (needs: pip install 'mnist-vae[tensorboard]')",
+    )

@@ -15,9 +15,10 @@ import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Mapping, Sequence
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -58,8 +59,13 @@ class Dataset:
 
     def info(self) -> dict:
         """JSON-able summary for run metadata."""
-        return {"name": self.name, "n_train": len(self.train_labels), "n_test": len(self.test_labels),
-                "sha256": self.sha256, "source": self.source}
+        return {
+            "name": self.name,
+            "n_train": len(self.train_labels),
+            "n_test": len(self.test_labels),
+            "sha256": self.sha256,
+            "source": self.source,
+        }
 
 
 def _combined_sha(shas: Sequence[str]) -> str:
@@ -79,11 +85,19 @@ def _make_dataset(name: str, arrays: Sequence[np.ndarray], where: Sequence[str],
         if len(labels) and (labels.min() < 0 or labels.max() > 9):
             bad = labels[(labels < 0) | (labels > 9)]
             raise DataError(f"{wl}: labels must be 0..9, found {int(bad[0])} ({len(bad)} out of range)")
-    return Dataset(name, torch.from_numpy(np.ascontiguousarray(tx)), torch.from_numpy(ty.astype(np.int64)),
-                   torch.from_numpy(np.ascontiguousarray(vx)), torch.from_numpy(vy.astype(np.int64)), sha256, source)
+    return Dataset(
+        name,
+        torch.from_numpy(np.ascontiguousarray(tx)),
+        torch.from_numpy(ty.astype(np.int64)),
+        torch.from_numpy(np.ascontiguousarray(vx)),
+        torch.from_numpy(vy.astype(np.int64)),
+        sha256,
+        source,
+    )
 
 
 # --- embedded digits --------------------------------------------------------------------------
+
 
 def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (train, test) indices; per-class test counts by largest remainder so totals are exact."""
@@ -129,11 +143,11 @@ def load_embedded(path: str | os.PathLike | None = None) -> Dataset:
     with np.load(io.BytesIO(raw), allow_pickle=False) as z:
         images, labels = z["images"], z["labels"]
     train, test = _stratified_split(labels, EMBEDDED_TEST_FRACTION, EMBEDDED_SPLIT_SEED)
-    return _make_dataset("embedded", (images[train], labels[train], images[test], labels[test]),
-                         [where] * 4, sha, "embedded")
+    return _make_dataset("embedded", (images[train], labels[train], images[test], labels[test]), [where] * 4, sha, "embedded")
 
 
 # --- IDX files ---------------------------------------------------------------------------------
+
 
 def _read_exact(f: BinaryIO | gzip.GzipFile, n: int) -> bytearray:
     """Read up to n bytes in chunks, so a lying header cannot make us allocate n up front.
@@ -177,8 +191,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             if not is_gzip:  # cheap early check before reading anything
                 actual = os.fstat(raw.fileno()).st_size - 4 - len(dims_raw)
                 if actual < expected:
-                    raise DataError(f"{path}: truncated IDX file: header says {_shape_text(dims)} "
-                                    f"but only {actual} bytes of data")
+                    raise DataError(f"{path}: truncated IDX file: header says {_shape_text(dims)} but only {actual} bytes of data")
             data = _read_exact(f, expected)
             extra = len(_read_exact(f, 1))
     except DataError:
@@ -221,8 +234,7 @@ def load_idx_dir(directory: str | os.PathLike, name: str = "idx-dir") -> Dataset
     for p, a, ndim in zip(files, arrays, (3, 1, 3, 1)):
         if a.ndim != ndim:
             raise DataError(f"{p}: expected a {ndim}-D IDX file, got {a.ndim}-D")
-    return _make_dataset(name, arrays, [str(p) for p in files],
-                         _combined_sha([sha256_file(p) for p in files]), str(directory))
+    return _make_dataset(name, arrays, [str(p) for p in files], _combined_sha([sha256_file(p) for p in files]), str(directory))
 
 
 def load_npz(path: str | os.PathLike, name: str = "npz") -> Dataset:
@@ -246,9 +258,15 @@ def load_npz(path: str | os.PathLike, name: str = "npz") -> Dataset:
 
 # --- full MNIST and Fashion-MNIST -----------------------------------------------------------------
 
-def load_mnist(cache_dir: str | os.PathLike | None = None, download: bool = True, *,
-               mirrors: Sequence[str] | None = None, files: Mapping[str, str] | None = None,
-               timeout: float = 60.0) -> Dataset:
+
+def load_mnist(
+    cache_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    *,
+    mirrors: Sequence[str] | None = None,
+    files: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> Dataset:
     """Full MNIST (60,000 / 10,000) from the cache, downloading missing files when ``download``."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     files = MNIST_FILES if files is None else files
@@ -267,20 +285,29 @@ def load_fashion_mnist(path: str | os.PathLike | None = None) -> Dataset:
     for d in candidates:
         if _find_idx_files(d) is not None:
             return load_idx_dir(d, name="fashion-mnist")
-    raise DataError(f"Fashion-MNIST not found in {', '.join(map(str, candidates))}: "
-                    "run `apt-get install dataset-fashion-mnist` or pass its directory")
+    raise DataError(
+        f"Fashion-MNIST not found in {', '.join(map(str, candidates))}: run `apt-get install dataset-fashion-mnist` or pass its directory"
+    )
 
 
 # --- choosing a dataset --------------------------------------------------------------------------
+
 
 def _describe(ds: Dataset) -> str:
     label = {"embedded": "embedded digits", "mnist": "full MNIST"}.get(ds.name, ds.name)
     return f"dataset: {label} ({len(ds.train_labels):,} train / {len(ds.test_labels):,} test)"
 
 
-def load_dataset(name: str = "auto", path: str | os.PathLike | None = None, *, download: bool = True,
-                 probe_timeout: float = 3.0, cache_dir: str | os.PathLike | None = None,
-                 mirrors: Sequence[str] | None = None, files: Mapping[str, str] | None = None) -> Dataset:
+def load_dataset(
+    name: str = "auto",
+    path: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    probe_timeout: float = 3.0,
+    cache_dir: str | os.PathLike | None = None,
+    mirrors: Sequence[str] | None = None,
+    files: Mapping[str, str] | None = None,
+) -> Dataset:
     """Load a dataset by name (see :data:`DATASET_NAMES`) or from ``path`` and log one line about it.
 
     ``path`` may be a directory of IDX files or a Keras-style ``.npz``. "auto" uses full MNIST if
@@ -314,8 +341,13 @@ def load_dataset(name: str = "auto", path: str | os.PathLike | None = None, *, d
     return ds
 
 
-def _load_auto(download: bool, probe_timeout: float, cache_dir: str | os.PathLike | None,
-               mirrors: Sequence[str] | None, files: Mapping[str, str] | None) -> Dataset:
+def _load_auto(
+    download: bool,
+    probe_timeout: float,
+    cache_dir: str | os.PathLike | None,
+    mirrors: Sequence[str] | None,
+    files: Mapping[str, str] | None,
+) -> Dataset:
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     files = MNIST_FILES if files is None else files
     if cached_ok(cache, files):

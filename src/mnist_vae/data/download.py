@@ -7,8 +7,8 @@ import http.client
 import logging
 import os
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from ..errors import DataError
 from ..io import atomic_path, sha256_file
@@ -65,9 +65,14 @@ def _fetch(url: str, dest: Path, sha256: str, timeout: float) -> None:
             raise _FetchFailed(f"SHA-256 mismatch (got {h.hexdigest()[:12]}...)")
 
 
-def download_mnist(cache_dir: str | os.PathLike | None = None, mirrors: Sequence[str] | None = None,
-                   files: Mapping[str, str] | None = None, timeout: float = 60.0,
-                   keep_partial: bool = True, verbose: bool = True) -> Path:
+def download_mnist(
+    cache_dir: str | os.PathLike | None = None,
+    mirrors: Sequence[str] | None = None,
+    files: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+    keep_partial: bool = True,
+    verbose: bool = True,
+) -> Path:
     """Make sure every file in ``files`` (default :data:`MNIST_FILES`) is in the cache, verified.
 
     A file already cached with the right SHA-256 is never downloaded again. Otherwise each mirror

@@ -47,7 +47,7 @@ class Prepared:
     test_labels: torch.Tensor
 
 
-def prepare_data(cfg: "RunConfig", device: torch.device, dataset: Dataset | None = None, download: bool = True) -> Prepared:
+def prepare_data(cfg: RunConfig, device: torch.device, dataset: Dataset | None = None, download: bool = True) -> Prepared:
     """Load the dataset the config names (unless given) and move it to ``device`` as float tensors, once."""
     t = cfg.train
     ds = dataset or load_dataset(t.dataset, t.data_path or None, download=download)

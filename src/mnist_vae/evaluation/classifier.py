@@ -35,10 +35,13 @@ class DigitCNN(nn.Module):
         super().__init__()
         # Strided convolutions instead of pooling: a third of the arithmetic, same accuracy here.
         self.conv = nn.Sequential(
-            nn.Conv2d(1, 32, 3, stride=2, padding=1), nn.ReLU(),  # 28 -> 14
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),  # 14 -> 7
+            nn.Conv2d(1, 32, 3, stride=2, padding=1),
+            nn.ReLU(),  # 28 -> 14
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            nn.ReLU(),  # 14 -> 7
             nn.Flatten(),
-            nn.Linear(64 * 7 * 7, FEATURES), nn.ReLU(),
+            nn.Linear(64 * 7 * 7, FEATURES),
+            nn.ReLU(),
         )
         self.head = nn.Linear(FEATURES, 10)
 
@@ -84,7 +87,9 @@ def _shift(x: torch.Tensor, g: torch.Generator, max_shift: int = 2) -> torch.Ten
     dy, dx = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=g))
     out = torch.zeros_like(x)
     h, w = x.shape[-2:]
-    out[..., max(dy, 0): h + min(dy, 0), max(dx, 0): w + min(dx, 0)] = x[..., max(-dy, 0): h + min(-dy, 0), max(-dx, 0): w + min(-dx, 0)]
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+        ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
     return out
 
 
@@ -94,8 +99,9 @@ def accuracy(model: DigitCNN, images: torch.Tensor, labels: torch.Tensor, batch_
     model.eval()
     if len(images) == 0:
         return float("nan")
-    hits = sum(int((model(images[s : s + batch_size]).argmax(1) == labels[s : s + batch_size]).sum())
-               for s in range(0, len(images), batch_size))
+    hits = sum(
+        int((model(images[s : s + batch_size]).argmax(1) == labels[s : s + batch_size]).sum()) for s in range(0, len(images), batch_size)
+    )
     return hits / len(images)
 
 
@@ -132,8 +138,10 @@ def train_classifier(dataset: Dataset, epochs: int = 10, batch_size: int = 50, l
     _, f_test = clf.predict(test_x)
     clf.floor_frechet = frechet_distance(f_train.numpy(), f_test.numpy()) if len(test_x) > 1 else float("nan")
     clf.train_seconds = time.perf_counter() - t0
-    log.info(f"classifier: test accuracy {acc:.4f} on {len(test_x):,} images; train-vs-test Fréchet floor "
-        f"{clf.floor_frechet:.3f}; {clf.train_seconds:.1f} s")
+    log.info(
+        f"classifier: test accuracy {acc:.4f} on {len(test_x):,} images; train-vs-test Fréchet floor "
+        f"{clf.floor_frechet:.3f}; {clf.train_seconds:.1f} s"
+    )
     return clf
 
 
@@ -143,8 +151,13 @@ def save_classifier(clf: Classifier, path: Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"arch": ARCH, "test_accuracy": repr(clf.test_accuracy), "floor_frechet": repr(clf.floor_frechet),
-            "dataset_sha256": clf.dataset_sha256, "train_seconds": repr(round(clf.train_seconds, 3))}
+    meta = {
+        "arch": ARCH,
+        "test_accuracy": repr(clf.test_accuracy),
+        "floor_frechet": repr(clf.floor_frechet),
+        "dataset_sha256": clf.dataset_sha256,
+        "train_seconds": repr(round(clf.train_seconds, 3)),
+    }
     weights = {k: v.detach().contiguous() for k, v in clf.model.state_dict().items()}
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(weights, str(tmp), metadata=meta)
@@ -163,12 +176,17 @@ def load_classifier(path: Path) -> Classifier:
         model.load_state_dict(weights)
     except RuntimeError:
         raise CheckpointError(f"{path}: classifier weights do not fit {ARCH}") from None
-    return Classifier(model.eval(), float(meta["test_accuracy"]), float(meta["floor_frechet"]), meta["dataset_sha256"], path,
-                      float(meta.get("train_seconds", "0")))
+    return Classifier(
+        model.eval(),
+        float(meta["test_accuracy"]),
+        float(meta["floor_frechet"]),
+        meta["dataset_sha256"],
+        path,
+        float(meta.get("train_seconds", "0")),
+    )
 
 
-def get_classifier(dataset: Dataset, retrain: bool = False,
-                   require_accuracy: float | None = None) -> Classifier:
+def get_classifier(dataset: Dataset, retrain: bool = False, require_accuracy: float | None = None) -> Classifier:
     """The cached classifier for ``dataset``, training (and caching) it first if needed.
 
     A damaged or outdated cache file is replaced. ``require_accuracy`` only warns: a weak judge

@@ -40,5 +40,10 @@ def elbo_report(model: VAE, images: torch.Tensor, batch_size: int = EVAL_BATCH, 
         k = kl_per_dim(mu.float(), logvar.float()).sum(0, dtype=torch.float64)
         kl_dims = k if kl_dims is None else kl_dims + k
     n = len(images)
-    return {"elbo": stats["loss"], "recon": stats["recon"], "kl": stats["kl"], "recon_mu": recon_mu / n,
-            "kl_per_dim": (kl_dims / n).tolist() if kl_dims is not None else []}
+    return {
+        "elbo": stats["loss"],
+        "recon": stats["recon"],
+        "kl": stats["kl"],
+        "recon_mu": recon_mu / n,
+        "kl_per_dim": (kl_dims / n).tolist() if kl_dims is not None else [],
+    }

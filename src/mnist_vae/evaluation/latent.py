@@ -14,8 +14,15 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple
     return int((var > threshold).sum()), var.tolist()
 
 
-def latent_probe(train_mu: torch.Tensor, train_y: torch.Tensor, test_mu: torch.Tensor, test_y: torch.Tensor,
-                 steps: int = 100, weight_decay: float = 1e-4, n_classes: int = 10) -> float:
+def latent_probe(
+    train_mu: torch.Tensor,
+    train_y: torch.Tensor,
+    test_mu: torch.Tensor,
+    test_y: torch.Tensor,
+    steps: int = 100,
+    weight_decay: float = 1e-4,
+    n_classes: int = 10,
+) -> float:
     """Test accuracy of a multinomial logistic regression fitted (L-BFGS) on standardized train μ."""
     x = train_mu.double().cpu()
     mean, sd = x.mean(0), x.std(0).clamp_min(1e-6)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +22,15 @@ DEFAULT_CHUNK = EvalConfig.chunk
 LogLikelihood = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def iw_log_likelihood(mu: torch.Tensor, logvar: torch.Tensor, x: torch.Tensor, log_px_given_z: LogLikelihood,
-                      k: int, samples_per_chunk: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def iw_log_likelihood(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    x: torch.Tensor,
+    log_px_given_z: LogLikelihood,
+    k: int,
+    samples_per_chunk: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Importance-weighted estimate of log p(x) for a batch (Burda et al., 2016): float64 [B].
 
     log p(x) ≈ logsumexp_k [log p(x|z_k) + log p(z_k) − log q(z_k|x)] − log K, z_k ~ q(z|x) =
@@ -65,8 +73,15 @@ def bernoulli_log_likelihood(model: VAE, dtype: torch.dtype | None = None) -> Lo
 
 
 @torch.inference_mode()
-def importance_nll(model: VAE, images: torch.Tensor, k: int = EvalConfig.k, chunk: int = DEFAULT_CHUNK, seed: int = 0,
-                   precision: str = "fp32", progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def importance_nll(
+    model: VAE,
+    images: torch.Tensor,
+    k: int = EvalConfig.k,
+    chunk: int = DEFAULT_CHUNK,
+    seed: int = 0,
+    precision: str = "fp32",
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Importance-weighted negative log-likelihood −log p(x) in nats, mean over ``images`` and its standard error.
 
     The encoder runs once per image; the decoder runs on ``chunk`` latent codes at a time
@@ -101,6 +116,10 @@ def importance_nll(model: VAE, images: torch.Tensor, k: int = EvalConfig.k, chun
     return {
         "nll": float(-ll.mean()),
         "stderr": float(ll.std() / math.sqrt(n)) if n > 1 else float("nan"),
-        "k": k, "chunk": chunk, "seed": seed, "precision": precision, "n_images": n,
+        "k": k,
+        "chunk": chunk,
+        "seed": seed,
+        "precision": precision,
+        "n_images": n,
         "seconds": round(time.perf_counter() - t0, 3),
     }

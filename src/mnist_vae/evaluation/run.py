@@ -26,8 +26,9 @@ from .samples import sample_quality
 log = logging.getLogger(__name__)
 
 
-def evaluate_run(run_dir: str | Path, settings: EvalConfig = EvalConfig(), classifier: Any = None,
-                 dataset: Dataset | None = None, progress: bool = False) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path, settings: EvalConfig = EvalConfig(), classifier: Any = None, dataset: Dataset | None = None, progress: bool = False
+) -> dict[str, Any]:
     """Evaluate a run folder's newest checkpoint on the exact test tensors it was trained against.
 
     Writes ``RUN/eval.json`` (atomically) and returns the same dict. ``classifier`` (anything with
@@ -43,14 +44,26 @@ def evaluate_run(run_dir: str | Path, settings: EvalConfig = EvalConfig(), class
     model = run.model.eval()
     binarized = run.config.train.binarize != "none"
     result: dict[str, Any] = {
-        "run": str(run.path), "config": run.config.name, "epoch": run.epoch, "dataset": data.dataset.info(),
-        "binarized": binarized, "binarize": run.config.train.binarize, "n_test": len(data.test_x),
+        "run": str(run.path),
+        "config": run.config.name,
+        "epoch": run.epoch,
+        "dataset": data.dataset.info(),
+        "binarized": binarized,
+        "binarize": run.config.train.binarize,
+        "n_test": len(data.test_x),
     }
     result.update(elbo_report(model, data.test_x, seed=s.seed))
     bar = show_progress(len(data.test_x), f"NLL K={s.k}", unit="img", enabled=progress)
     try:
-        result["iwae"] = importance_nll(model, data.test_x, k=s.k, chunk=s.chunk, seed=s.seed, precision=s.precision,
-                                        progress=(lambda done, _total: bar.update(done - bar.n)) if bar else None)
+        result["iwae"] = importance_nll(
+            model,
+            data.test_x,
+            k=s.k,
+            chunk=s.chunk,
+            seed=s.seed,
+            precision=s.precision,
+            progress=(lambda done, _total: bar.update(done - bar.n)) if bar else None,
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -93,6 +106,8 @@ def format_eval(result: dict[str, Any]) -> str:
         "  KL per latent dimension: " + " ".join(f"{v:.2f}" for v in result["kl_per_dim"]),
     ]
     if not result["binarized"]:
-        lines.append("note: pixels are grey (not binarized), so BCE is not a proper likelihood and the NLL is not comparable "
-                     "with published MNIST numbers; train with --binarize dynamic for those")
+        lines.append(
+            "note: pixels are grey (not binarized), so BCE is not a proper likelihood and the NLL is not comparable "
+            "with published MNIST numbers; train with --binarize dynamic for those"
+        )
     return "\n".join(lines)

@@ -53,16 +53,14 @@ def ink(images: Any) -> np.ndarray:
     return arr.reshape(len(arr), -1).sum(1)
 
 
-def blank_mask(confidence: Any, ink_per_image: Any, min_confidence: float = MIN_CONFIDENCE,
-               min_ink: float = MIN_INK) -> np.ndarray:
+def blank_mask(confidence: Any, ink_per_image: Any, min_confidence: float = MIN_CONFIDENCE, min_ink: float = MIN_INK) -> np.ndarray:
     """True where a sample is blank (ink below ``min_ink``) or unreadable (confidence below ``min_confidence``)."""
     conf = np.asarray(confidence, dtype=np.float64).reshape(-1)
     amount = np.asarray(ink_per_image, dtype=np.float64).reshape(-1)
     return (conf < min_confidence) | (amount < min_ink)
 
 
-def blank_rate(confidence: Any, ink_per_image: Any, min_confidence: float = MIN_CONFIDENCE,
-               min_ink: float = MIN_INK) -> float:
+def blank_rate(confidence: Any, ink_per_image: Any, min_confidence: float = MIN_CONFIDENCE, min_ink: float = MIN_INK) -> float:
     """Fraction of samples that are blank or unreadable (see :func:`blank_mask`)."""
     mask = blank_mask(confidence, ink_per_image, min_confidence, min_ink)
     return float(mask.mean()) if mask.size else 0.0
@@ -95,8 +93,9 @@ def frechet_distance(features_a: Any, features_b: Any) -> float:
     return max(d, 0.0)
 
 
-def summarize(probabilities: Any, images: Any, min_share: float = COVERAGE_SHARE,
-              min_confidence: float = MIN_CONFIDENCE, min_ink: float = MIN_INK) -> dict[str, Any]:
+def summarize(
+    probabilities: Any, images: Any, min_share: float = COVERAGE_SHARE, min_confidence: float = MIN_CONFIDENCE, min_ink: float = MIN_INK
+) -> dict[str, Any]:
     """Histogram, coverage, entropy and blank rate from class probabilities [N, 10] and images [N, 28, 28].
 
     The histogram counts every sample's most likely class, blank ones included, so coverage says

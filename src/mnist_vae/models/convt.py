@@ -1,19 +1,16 @@
 """Transposed convolution with "same" padding, and faster CPU paths for its stride-1 layers.
 
-oneDNN's transposed-convolution kernels are slow for some stride-1 shapes on CPU. Measured on a
-2-core Xeon (batch 100, forward + backward):
+oneDNN's transposed-convolution kernels are slow for some stride-1 shapes on CPU (the timings are
+in docs/performance.md):
 
-- one output channel (the decoder's last layer, 32 -> 1 on 28x28) runs at ~17 GFLOP/s: 3.9 ms
-  of a 38 ms training step of `optimized`. Written as one matrix multiply over the channels-last
-  input plus k·k shifted adds (the "GEMM path"),
+- a layer with few output channels (the decoder's last, 32 -> 1 on 28x28) is written as one
+  matrix multiply over the channels-last input plus k·k shifted adds (the "GEMM path"),
 
       T[b, y, x, (ky, kx, o)] = sum_c in[b, y, x, c] · W[c, o, ky, kx]           ([N, C] @ [C, k·k·O])
       out[b, y, x, o] = bias[o] + sum_{ky, kx} T[b, y + p - ky, x + p - kx, (ky, kx, o)]
 
-  it takes ~2.8 ms;
 - other stride-1 layers are a plain convolution with the kernel flipped and its channel axes
-  swapped (the "conv2d path"): 1 -> 64 channels (`original`'s first layer) 7.6 -> 3.6 ms,
-  64 -> 32 channels 8.3 -> 7.7 ms.
+  swapped (the "conv2d path").
 
 Same weights and parameter names as ``nn.ConvTranspose2d``; the sums are merely added in another
 order (results agree to ~1e-6). Both paths are taken only where they were measured: CPU,
@@ -48,8 +45,13 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         k = self.kernel_size[0]
         # The layer's own conditions, fixed at construction; forward() checks only the input's.
         self._same_stride1 = (
-            self.stride == (1, 1) and self.dilation == (1, 1) and self.groups == 1 and self.kernel_size == (k, k)
-            and k % 2 == 1 and self.padding == ((k - 1) // 2, (k - 1) // 2) and self.output_padding == (0, 0)
+            self.stride == (1, 1)
+            and self.dilation == (1, 1)
+            and self.groups == 1
+            and self.kernel_size == (k, k)
+            and k % 2 == 1
+            and self.padding == ((k - 1) // 2, (k - 1) // 2)
+            and self.output_padding == (0, 0)
             and self.bias is not None
         )
 
@@ -79,7 +81,7 @@ class _SameConvTranspose1(torch.autograd.Function):
     """Stride-1 "same" transposed convolution as a GEMM plus k·k shifted adds (channels-last)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         o, k = weight.shape[1], weight.shape[-1]
         p = (k - 1) // 2
@@ -97,7 +99,7 @@ class _SameConvTranspose1(torch.autograd.Function):
         return out.permute(0, 3, 1, 2)  # [B, O, H, W], channels-last strides
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         xm, wm = ctx.saved_tensors
         b, c, h, w, o, k = ctx.shape
         p = (k - 1) // 2
@@ -110,7 +112,7 @@ class _SameConvTranspose1(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = (dt @ wm.t()).view(b, h, w, c).permute(0, 3, 1, 2)  # channels-last, like x
         if ctx.needs_input_grad[1]:
-            # Per-image products summed: ~2x faster than one [k·k·O, N] @ [N, C] with N = B·H·W.
+            # Per-image products, summed: faster on CPU than one [k·k·O, N] @ [N, C] with N = B·H·W (docs/performance.md).
             dw = torch.bmm(dt.view(b, h * w, k * k * o).transpose(1, 2), xm.view(b, h * w, c)).sum(0)  # [(ky, kx, o), C]
             grad_w = dw.t().reshape(c, k, k, o).permute(0, 3, 1, 2).contiguous()  # [C, O, k, k]
         if ctx.needs_input_grad[2]:

@@ -44,11 +44,10 @@ class Decoder(nn.Module):
             channels = out_ch
         self.convs = nn.Sequential(*convs)
 
+        self.head: nn.Module = nn.Identity()
         if cfg.head == "dense":  # the published code: flatten the feature maps into a dense layer
             c, h, w = cfg.decoder_output_shape()
             self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, IMAGE_SIZE * IMAGE_SIZE))
-        else:
-            self.head = nn.Identity()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.dense(z)

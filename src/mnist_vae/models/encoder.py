@@ -7,7 +7,6 @@ from torch import nn
 
 from ..config import IMAGE_SIZE, ModelConfig
 
-
 #: Set once oneDNN has refused a bf16 LSTM on this CPU (it needs AVX512-BF16 or AMX): from then on
 #: the LSTM runs in fp32 under bf16 autocast, and the layers after it still in bf16.
 _cpu_bf16_lstm_unsupported = False
@@ -28,12 +27,12 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.lstm: nn.LSTM | None = None
         if cfg.encoder == "lstm":
             # One step per image row: 28 steps of 28 pixels.
             self.lstm = nn.LSTM(input_size=IMAGE_SIZE, hidden_size=cfg.lstm_hidden, batch_first=True)
             features = cfg.lstm_hidden * (IMAGE_SIZE if cfg.readout == "all" else 1)
         else:
-            self.lstm = None
             features = IMAGE_SIZE * IMAGE_SIZE
         self.hidden = _mlp([features, *cfg.encoder_hidden])
         width = cfg.encoder_hidden[-1] if cfg.encoder_hidden else features

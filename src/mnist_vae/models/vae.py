@@ -89,7 +89,7 @@ class VAE(nn.Module):
         mu, _ = self.encode(torch.stack([x_a, x_b]).to(self.device))
         return self.decode_probs(lerp(mu[0], mu[1], steps))
 
-    def inference_copy(self) -> "VAE":
+    def inference_copy(self) -> VAE:
         """An eval-mode copy in the fast inference layout: channels-last activations, in-place ReLUs.
 
         The same numbers as the model; on CPU the transposed convolutions run faster channels-last.
@@ -99,7 +99,7 @@ class VAE(nn.Module):
             if isinstance(module, nn.ReLU):
                 module.inplace = True  # inference only: no autograd needs the pre-activation
         fast.decoder.channels_last = True  # activations too, not only the weights
-        return fast.to(memory_format=torch.channels_last)
+        return fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (missing from torch's stubs)
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:

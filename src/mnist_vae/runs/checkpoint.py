@@ -58,9 +58,7 @@ def checkpoint_name(epoch: int, step: int) -> str:
     return f"E{epoch:04d}-S{step:05d}"
 
 
-def save_checkpoint(
-    run_dir: Path, config: RunConfig, model: torch.nn.Module, trainer: dict[str, Any], epoch: int, step: int
-) -> Path:
+def save_checkpoint(run_dir: Path, config: RunConfig, model: torch.nn.Module, trainer: dict[str, Any], epoch: int, step: int) -> Path:
     """Write a checkpoint atomically and prune old ones; returns its folder.
 
     Both files are serialised in memory and written with plain writes, so a full disk or a
@@ -195,7 +193,10 @@ def load_model_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor],
     wrong = sorted(k for k in set(own) & set(weights) if own[k].shape != weights[k].shape)
     if missing or unexpected or wrong:
         detail = (
-            f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+            f"missing {missing[:3]}"
+            if missing
+            else f"unexpected {unexpected[:3]}"
+            if unexpected
             else f"{wrong[0]} has shape {tuple(weights[wrong[0]].shape)}, the config needs {tuple(own[wrong[0]].shape)}"
         )
         raise CheckpointError(f"{source}: weights do not fit this architecture ({detail})")

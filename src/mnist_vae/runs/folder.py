@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..config import RunConfig, load_toml
 from ..errors import CheckpointError, RunExistsError
 from ..io import atomic_dir, atomic_write_text, remove_stale_temps, write_failure
@@ -83,8 +83,7 @@ def prepare_resume(run_dir: Path) -> None:
         raise write_failure(run_dir, exc) from None
 
 
-def run_meta(cfg: RunConfig, dataset: "Dataset", parameters: int, threads: int, device: torch.device,
-             processes: int = 1) -> dict[str, Any]:
+def run_meta(cfg: RunConfig, dataset: Dataset, parameters: int, threads: int, device: torch.device, processes: int = 1) -> dict[str, Any]:
     """What ``meta.json`` records: data actually used, model size, versions, machine."""
     return {
         "program": "mnist-vae",
@@ -125,12 +124,13 @@ def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(Path(run_dir) / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
 
-def check_same_data(run_dir: Path, dataset: "Dataset", error: type[Exception] = CheckpointError) -> None:
+def check_same_data(run_dir: Path, dataset: Dataset, error: type[Exception] = CheckpointError) -> None:
     """Refuse data whose checksum differs from the one the run recorded in ``meta.json``."""
     recorded = (read_meta(run_dir).get("dataset") or {}).get("sha256")
     if recorded and recorded != dataset.sha256:
-        raise error(f"{run_dir}: the run was trained on data with sha256 {recorded[:12]}..., "
-                    f"but the data loaded now has {dataset.sha256[:12]}...")
+        raise error(
+            f"{run_dir}: the run was trained on data with sha256 {recorded[:12]}..., but the data loaded now has {dataset.sha256[:12]}..."
+        )
 
 
 @dataclass
@@ -166,5 +166,12 @@ def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     load_model_weights(model, ckpt.weights, ckpt.path / "model.safetensors")
     model.to(device).eval()
     state = ckpt.trainer.get("state", {})
-    return Run(run_dir, config, model, int(state.get("epoch", 0)), list(state.get("history", [])),
-               dict(state.get("snapshots", {})), read_meta(run_dir))
+    return Run(
+        run_dir,
+        config,
+        model,
+        int(state.get("epoch", 0)),
+        list(state.get("history", [])),
+        dict(state.get("snapshots", {})),
+        read_meta(run_dir),
+    )

@@ -21,7 +21,7 @@ LOGGER = "mnist_vae"
 PLAIN_INTERVAL_S = 30.0
 
 
-class _CurrentStream(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStream(logging.StreamHandler):
     """A handler writing to whatever ``sys.stdout`` / ``sys.stderr`` is at the time of each record.
 
     So redirections made after it is installed (tests, ``contextlib.redirect_stdout``) are honoured.
@@ -31,7 +31,7 @@ class _CurrentStream(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__()
         self.which = which
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return getattr(sys, self.which)
 
@@ -108,8 +108,12 @@ class _PlainProgress:
             done = self.n - self.first
             left = (self.total - self.n) * elapsed / done if done else float("nan")
             share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
-            print(f"{self.desc}: {self.n:,}/{self.total:,} {self.unit}{share}, {elapsed:.0f} s elapsed, "
-                  f"about {left:.0f} s left{self.postfix}", file=sys.stderr, flush=True)
+            print(
+                f"{self.desc}: {self.n:,}/{self.total:,} {self.unit}{share}, {elapsed:.0f} s elapsed, "
+                f"about {left:.0f} s left{self.postfix}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def set_postfix(self, **values: Any) -> None:
         self.postfix = "; " + ", ".join(f"{k} {v}" for k, v in values.items()) if values else ""
@@ -118,14 +122,24 @@ class _PlainProgress:
         pass
 
 
-def progress(total: int, desc: str, unit: str = "img", enabled: bool = True, initial: int = 0,
-             interval: float = PLAIN_INTERVAL_S) -> Progress | None:
+def progress(
+    total: int, desc: str, unit: str = "img", enabled: bool = True, initial: int = 0, interval: float = PLAIN_INTERVAL_S
+) -> Progress | None:
     """A tqdm bar on a terminal, a periodic plain line otherwise, or None when not ``enabled``."""
     if not enabled:
         return None
     if sys.stderr.isatty():
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False, dynamic_ncols=True, mininterval=0.5,
-                    file=sys.stderr, initial=initial)
+        return tqdm(
+            total=total,
+            desc=desc,
+            unit=unit,
+            unit_scale=True,
+            leave=False,
+            dynamic_ncols=True,
+            mininterval=0.5,
+            file=sys.stderr,
+            initial=initial,
+        )
     return _PlainProgress(total, desc, unit, interval, initial)

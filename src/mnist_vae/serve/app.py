@@ -32,9 +32,11 @@ from .images import image_b64
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
-WEB_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
-             "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-             "/style.css": ("style.css", "text/css; charset=utf-8")}
+WEB_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
 
 ZValue = Annotated[float, Field(strict=True, ge=-Z_LIMIT, le=Z_LIMIT, allow_inf_nan=False)]
 Pixel = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -138,6 +140,21 @@ def create_app(run: Run | str | Path, dataset: Any = None) -> FastAPI:
 
     app = FastAPI(title="mnist-vae explorer", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.explorer = ex
+    _add_error_handlers(app)
+
+    def static(route: str):
+        body, kind = pages[route]
+        return lambda: Response(body, media_type=kind, headers={"Cache-Control": "no-cache"})
+
+    for route in pages:
+        app.add_api_route(route, static(route), methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
+    _add_api_routes(app, ex)
+    app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answer is ``{"error": "<one line>"}``."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -153,12 +170,9 @@ def create_app(run: Run | str | Path, dataset: Any = None) -> FastAPI:
     async def _starlette(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
 
-    def static(route: str):
-        body, kind = pages[route]
-        return lambda: Response(body, media_type=kind, headers={"Cache-Control": "no-cache"})
 
-    for route in pages:
-        app.add_api_route(route, static(route), methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
+def _add_api_routes(app: FastAPI, ex: Explorer) -> None:
+    """The JSON API the page calls."""
 
     @app.get("/api/info")
     def info() -> dict[str, Any]:
@@ -184,8 +198,12 @@ def create_app(run: Run | str | Path, dataset: Any = None) -> FastAPI:
     def test_digit(index: int) -> dict[str, Any]:
         i = ex.check_index(index, "index")
         mu = ex.test_mu[i]
-        return {"index": i, "label": int(ex.test_labels[i]), "image": image_b64(ex.test_x[i].reshape(28, 28)),
-                "mu": [round(float(v), 4) for v in mu.clamp(-Z_LIMIT, Z_LIMIT)]}
+        return {
+            "index": i,
+            "label": int(ex.test_labels[i]),
+            "image": image_b64(ex.test_x[i].reshape(28, 28)),
+            "mu": [round(float(v), 4) for v in mu.clamp(-Z_LIMIT, Z_LIMIT)],
+        }
 
     @app.post("/api/decode")
     def decode(req: DecodeRequest) -> dict[str, Any]:
@@ -213,12 +231,12 @@ def create_app(run: Run | str | Path, dataset: Any = None) -> FastAPI:
         xy = ex.project(mu)[0]
         dist = (ex.test_mu - mu).pow(2).sum(1)
         near = dist.topk(min(N_NEIGHBOURS, len(dist)), largest=False).indices
-        return {"mu": [round(float(v), 4) for v in mu[0]], "image": image_b64(recon),
-                "xy": [round(float(xy[0]), 3), round(float(xy[1]), 3)],
-                "neighbours": [{"index": int(i), "label": int(ex.test_labels[i])} for i in near]}
-
-    app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
-    return app
+        return {
+            "mu": [round(float(v), 4) for v in mu[0]],
+            "image": image_b64(recon),
+            "xy": [round(float(xy[0]), 3), round(float(xy[1]), 3)],
+            "neighbours": [{"index": int(i), "label": int(ex.test_labels[i])} for i in near],
+        }
 
 
 def listen_socket(host: str, port: int) -> socket.socket:

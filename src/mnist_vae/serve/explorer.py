@@ -137,10 +137,19 @@ class Explorer:
 
     def projection(self) -> dict[str, Any]:
         n = len(self.test_xy)
-        keep = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:MAX_SCATTER].sort().values if n > MAX_SCATTER else torch.arange(n)
+        keep = (
+            torch.randperm(n, generator=torch.Generator().manual_seed(0))[:MAX_SCATTER].sort().values
+            if n > MAX_SCATTER
+            else torch.arange(n)
+        )
         xy = self.test_xy[keep]
-        return {"x": [round(float(v), 3) for v in xy[:, 0]], "y": [round(float(v), 3) for v in xy[:, 1]],
-                "label": [int(self.test_labels[i]) for i in keep], "index": [int(i) for i in keep], "n_test": n}
+        return {
+            "x": [round(float(v), 3) for v in xy[:, 0]],
+            "y": [round(float(v), 3) for v in xy[:, 1]],
+            "label": [int(self.test_labels[i]) for i in keep],
+            "index": [int(i) for i in keep],
+            "n_test": n,
+        }
 
 
 def _pca2(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

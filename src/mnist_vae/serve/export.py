@@ -14,6 +14,7 @@ import inspect
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,14 +49,15 @@ class DecoderGraph(nn.Module):
 
 
 def _export(module: nn.Module, example: torch.Tensor, path: Path, inputs: list[str], outputs: list[str]) -> None:
-    kwargs = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    kwargs: dict[str, Any] = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     axes = {name: {0: "batch"} for name in inputs + outputs}
     with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
         # The legacy exporter announces its deprecation, and warns about LSTM batch sizes: our LSTM
         # has no initial-state inputs, so ONNX starts it from zeros at any batch size (the test checks).
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), str(tmp), input_names=inputs, output_names=outputs,
-                          dynamic_axes=axes, opset_version=OPSET, **kwargs)
+        torch.onnx.export(
+            module, (example,), str(tmp), input_names=inputs, output_names=outputs, dynamic_axes=axes, opset_version=OPSET, **kwargs
+        )
 
 
 @torch.no_grad()
@@ -78,10 +80,13 @@ def export_onnx(model: VAE, out_dir: str | Path, config_name: str = "") -> list[
     info = {
         "config": config_name,
         "opset": OPSET,
-        "encoder": {"file": enc.name, "inputs": {"images": ["batch", IMAGE_SIZE, IMAGE_SIZE]},
-                    "outputs": {"mu": ["batch", latent], "logvar": ["batch", latent]}, "pixels": "float32 in [0, 1]"},
-        "decoder": {"file": dec.name, "inputs": {"z": ["batch", latent]},
-                    "outputs": {"probabilities": ["batch", IMAGE_SIZE, IMAGE_SIZE]}},
+        "encoder": {
+            "file": enc.name,
+            "inputs": {"images": ["batch", IMAGE_SIZE, IMAGE_SIZE]},
+            "outputs": {"mu": ["batch", latent], "logvar": ["batch", latent]},
+            "pixels": "float32 in [0, 1]",
+        },
+        "decoder": {"file": dec.name, "inputs": {"z": ["batch", latent]}, "outputs": {"probabilities": ["batch", IMAGE_SIZE, IMAGE_SIZE]}},
     }
     meta = out / "onnx.json"
     atomic_write_text(meta, json.dumps(info, indent=2))

@@ -18,11 +18,12 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..config import STUDY_EVAL, EvalConfig, RunConfig
 from ..data import Dataset, load_dataset
@@ -40,6 +41,7 @@ from ..training import train
 from .report import write_report
 
 log = logging.getLogger(__name__)
+
 
 class _Prefix(logging.Filter):
     """Prefix each record with ``[config]`` so the interleaved lines of parallel jobs stay readable."""
@@ -69,12 +71,18 @@ def _prefixed(name: str) -> Iterator[None]:
 
 def _eval_matches(ev: dict[str, Any], epochs: int, s: EvalConfig) -> bool:
     iw = ev.get("iwae", {})
-    return (ev.get("epoch") == epochs and iw.get("k") == s.k and iw.get("seed") == s.seed
-            and iw.get("precision") == s.precision and ev.get("samples", {}).get("n") == s.n_samples)
+    return (
+        ev.get("epoch") == epochs
+        and iw.get("k") == s.k
+        and iw.get("seed") == s.seed
+        and iw.get("precision") == s.precision
+        and ev.get("samples", {}).get("n") == s.n_samples
+    )
 
 
-def run_one(name: str, cfg_dict: dict[str, Any], run_dir: str, settings: EvalConfig,
-            dataset: Dataset | None = None, classifier: Any = None) -> dict[str, Any]:
+def run_one(
+    name: str, cfg_dict: dict[str, Any], run_dir: str, settings: EvalConfig, dataset: Dataset | None = None, classifier: Any = None
+) -> dict[str, Any]:
     """Train (or resume) one configuration into ``run_dir`` and evaluate it; returns its table row.
 
     Top-level so a spawned worker process can run it.
@@ -123,13 +131,30 @@ def table_row(run_dir: Path, ev: dict[str, Any]) -> dict[str, Any]:
     images = sum(r["train_seconds"] * r["images_per_second"] for r in history)
     s = ev["samples"]
     return {
-        "config": ev["config"], "run": str(run_dir), "epochs": ev["epoch"],
-        "parameters": ev["parameters"], "train_seconds": seconds, "images_per_second": images / seconds if seconds else float("nan"),
-        "elbo": ev["elbo"], "recon": ev["recon"], "kl": ev["kl"], "recon_mu": ev["recon_mu"],
-        "nll": ev["iwae"]["nll"], "nll_stderr": ev["iwae"]["stderr"], "k": ev["iwae"]["k"], "precision": ev["iwae"]["precision"],
-        "active_units": ev["active_units"], "latent_dim": len(ev["mu_variance"]), "probe_accuracy": ev["probe_accuracy"],
-        "coverage": s["coverage"], "histogram": s["histogram"], "entropy": s["entropy"], "blank_rate": s["blank_rate"],
-        "frechet": s["frechet"], "frechet_floor": s["frechet_floor"], "binarized": ev["binarized"],
+        "config": ev["config"],
+        "run": str(run_dir),
+        "epochs": ev["epoch"],
+        "parameters": ev["parameters"],
+        "train_seconds": seconds,
+        "images_per_second": images / seconds if seconds else float("nan"),
+        "elbo": ev["elbo"],
+        "recon": ev["recon"],
+        "kl": ev["kl"],
+        "recon_mu": ev["recon_mu"],
+        "nll": ev["iwae"]["nll"],
+        "nll_stderr": ev["iwae"]["stderr"],
+        "k": ev["iwae"]["k"],
+        "precision": ev["iwae"]["precision"],
+        "active_units": ev["active_units"],
+        "latent_dim": len(ev["mu_variance"]),
+        "probe_accuracy": ev["probe_accuracy"],
+        "coverage": s["coverage"],
+        "histogram": s["histogram"],
+        "entropy": s["entropy"],
+        "blank_rate": s["blank_rate"],
+        "frechet": s["frechet"],
+        "frechet_floor": s["frechet_floor"],
+        "binarized": ev["binarized"],
         "test_loss_history": [r["test_loss"] for r in history],
     }
 
@@ -139,9 +164,19 @@ def _cost(name: str) -> int:
     return forward_flops(VAE(get_config(name).model))["total"]
 
 
-def run_study(configs: list[str] | None = None, *, epochs: int = 50, settings: EvalConfig = STUDY_EVAL,
-              dataset: str | Dataset = "auto", data_path: str = "", binarize: str = "none", jobs: int = 1,
-              out: str | Path = "study", classifier: Any = None, threads: int | None = None) -> dict[str, Any]:
+def run_study(
+    configs: list[str] | None = None,
+    *,
+    epochs: int = 50,
+    settings: EvalConfig = STUDY_EVAL,
+    dataset: str | Dataset = "auto",
+    data_path: str = "",
+    binarize: str = "none",
+    jobs: int = 1,
+    out: str | Path = "study",
+    classifier: Any = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Train and evaluate ``configs`` (default: all seven) and write the report; returns {"rows", "report_md", ...}.
 
     ``dataset`` is a name (``auto``, ``embedded``, ...) or a :class:`Dataset` object (tests, slices).
@@ -172,8 +207,10 @@ def run_study(configs: list[str] | None = None, *, epochs: int = 50, settings: E
     if not isinstance(dataset, Dataset):
         changes |= {"dataset": dataset, "data_path": data_path or ""}
     jobs_args = {n: (n, get_config(n).replace(**changes).to_dict(), str(out / "runs" / n), settings) for n in names}
-    log.info(f"study: {len(names)} configuration(s), {epochs} epochs, K={settings.k}, {settings.n_samples:,} samples, "
-        f"{workers} job(s) x {threads or cores} thread(s); folder {out}")
+    log.info(
+        f"study: {len(names)} configuration(s), {epochs} epochs, K={settings.k}, {settings.n_samples:,} samples, "
+        f"{workers} job(s) x {threads or cores} thread(s); folder {out}"
+    )
     rows: dict[str, dict[str, Any]] = {}
     if workers == 1:
         for n in names:
@@ -187,12 +224,20 @@ def run_study(configs: list[str] | None = None, *, epochs: int = 50, settings: E
                 rows[futures[fut]] = fut.result()
                 log.info(f"[{futures[fut]}] done")
     ordered = [rows[n] for n in names]
-    meta = {"epochs": epochs, "k": settings.k, "n_samples": settings.n_samples, "seed": settings.seed, "binarize": binarize,
-            "precision": settings.precision,
-            "dataset": ds.info(), "classifier_accuracy": getattr(classifier, "test_accuracy", float("nan")),
-            "frechet_floor": getattr(classifier, "floor_frechet", float("nan")), "jobs": workers,
-            "wall_seconds": round(time.perf_counter() - t0, 1),
-            "peak_rss_mb": round(max([peak_rss_mb(), *(r["peak_rss_mb"] for r in ordered)]))}
+    meta = {
+        "epochs": epochs,
+        "k": settings.k,
+        "n_samples": settings.n_samples,
+        "seed": settings.seed,
+        "binarize": binarize,
+        "precision": settings.precision,
+        "dataset": ds.info(),
+        "classifier_accuracy": getattr(classifier, "test_accuracy", float("nan")),
+        "frechet_floor": getattr(classifier, "floor_frechet", float("nan")),
+        "jobs": workers,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_mb": round(max([peak_rss_mb(), *(r["peak_rss_mb"] for r in ordered)])),
+    }
     atomic_write_text(out / "study.json", json.dumps({"meta": meta, "rows": ordered}, indent=2))
     md, page = write_report(out, ordered, meta)
     log.info(f"report: {md} and {page} ({meta['wall_seconds']:.0f} s)")

@@ -14,8 +14,7 @@ from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_text
 from ..models import VAE, count_parameters
 from ..runs.checkpoint import Checkpoint, latest_checkpoint
-from ..runs.folder import (check_run_dir, check_same_data, claim_run_dir, new_run_dir, prepare_resume, read_run_config,
-                           run_meta)
+from ..runs.folder import check_run_dir, check_same_data, claim_run_dir, new_run_dir, prepare_resume, read_run_config, run_meta
 from ..runtime.device import resolve_device, resolve_precision
 from ..runtime.distributed import DistInfo, barrier, broadcast, threads_per_process
 from ..runtime.distributed import setup as setup_distributed
@@ -31,9 +30,18 @@ log = logging.getLogger("mnist_vae.training")
 N_SNAPSHOT = 16  # fixed latent codes decoded after marked epochs
 
 
-def train(cfg: RunConfig, out_dir: str | Path | None = None, *, resume: bool = False, force: bool = False,
-          progress: bool = True, figures: bool = True, dataset: Dataset | None = None,
-          stop_after_steps: int | None = None, tensorboard: bool = False) -> dict[str, Any]:
+def train(
+    cfg: RunConfig,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    figures: bool = True,
+    dataset: Dataset | None = None,
+    stop_after_steps: int | None = None,
+    tensorboard: bool = False,
+) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` and return the last epoch's metrics (plus totals and the run folder).
 
     ``resume=True`` continues the run in ``out_dir`` from its newest good checkpoint (``cfg`` may
@@ -55,14 +63,37 @@ def train(cfg: RunConfig, out_dir: str | Path | None = None, *, resume: bool = F
             why = f"native bf16 on this {device.type}" if precision == "bf16" else "no native bf16 here"
             log.info(f"precision: auto -> {precision} ({why})")
             cfg = cfg.replace(precision=precision)  # the run records what it ran with
-        return _train(cfg, out_dir, device, dist, resume=resume, force=force, progress=progress, figures=figures,
-                      dataset=dataset, stop_after_steps=stop_after_steps, tensorboard=tensorboard)
+        return _train(
+            cfg,
+            out_dir,
+            device,
+            dist,
+            resume=resume,
+            force=force,
+            progress=progress,
+            figures=figures,
+            dataset=dataset,
+            stop_after_steps=stop_after_steps,
+            tensorboard=tensorboard,
+        )
     finally:
         teardown_distributed(dist)
 
 
-def _train(cfg: RunConfig, out_dir: str | Path | None, device: torch.device, dist: DistInfo, *, resume: bool, force: bool,
-           progress: bool, figures: bool, dataset: Dataset | None, stop_after_steps: int | None, tensorboard: bool) -> dict[str, Any]:
+def _train(
+    cfg: RunConfig,
+    out_dir: str | Path | None,
+    device: torch.device,
+    dist: DistInfo,
+    *,
+    resume: bool,
+    force: bool,
+    progress: bool,
+    figures: bool,
+    dataset: Dataset | None,
+    stop_after_steps: int | None,
+    tensorboard: bool,
+) -> dict[str, Any]:
     t = cfg.train
     # Errors the user can cause are raised by every process alike, before any of them waits on
     # the others, so all exit with the same one-line message instead of hanging.
@@ -114,8 +145,9 @@ def _resume_point(run_dir: Path, cfg: RunConfig) -> Checkpoint | None:
     return ckpt
 
 
-def _callbacks(cfg: RunConfig, run_dir: Path, data: Prepared, dist: DistInfo, ckpt: Checkpoint | None,
-               progress: bool, figures: bool, tensorboard: bool) -> list[cb.Callback]:
+def _callbacks(
+    cfg: RunConfig, run_dir: Path, data: Prepared, dist: DistInfo, ckpt: Checkpoint | None, progress: bool, figures: bool, tensorboard: bool
+) -> list[cb.Callback]:
     """Rank 0's callbacks, in the order they run: snapshots before the checkpoint that stores them."""
     fixed_z = torch.randn((N_SNAPSHOT, cfg.model.latent_dim), generator=torch.Generator().manual_seed(cfg.train.seed + 1))
     fixed_z = fixed_z.to(data.train_x.device)
@@ -136,5 +168,9 @@ def _final(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"{run_dir}: nothing was trained")
     seconds = trainer.state.seconds
     images = trainer.n_train * len(history)  # every epoch trains on every image once
-    return {**history[-1], "total_train_seconds": round(seconds, 3), "run_dir": str(run_dir),
-            "mean_images_per_second": round(images / seconds, 1) if seconds else float("nan")}
+    return {
+        **history[-1],
+        "total_train_seconds": round(seconds, 3),
+        "run_dir": str(run_dir),
+        "mean_images_per_second": round(images / seconds, 1) if seconds else float("nan"),
+    }

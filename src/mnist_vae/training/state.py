@@ -34,11 +34,17 @@ class TrainState:
     seconds: float = 0.0  # training seconds of the finished epochs
 
     def to_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "step": self.step, "history": self.history, "snapshots": self.snapshots,
-                "partial": self.partial, "seconds": self.seconds}
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "history": self.history,
+            "snapshots": self.snapshots,
+            "partial": self.partial,
+            "seconds": self.seconds,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainState":
+    def from_dict(cls, d: dict[str, Any]) -> TrainState:
         return cls(int(d["epoch"]), int(d["step"]), list(d["history"]), dict(d["snapshots"]), d["partial"], float(d["seconds"]))
 
 
@@ -74,16 +80,21 @@ def first_difference(a: RunConfig, b: RunConfig) -> str:
 def check_resume(run_dir: Path, saved: RunConfig, cfg: RunConfig, checkpoint: Any = None) -> None:
     """Refuse a resume whose config (or newest checkpoint's) is not the run's own."""
     if not same_run(saved, cfg):
-        raise ConfigError(f"{run_dir}: --resume may only change train.epochs and train.threads; "
-                          f"the given config differs from the run's config.toml")
+        raise ConfigError(
+            f"{run_dir}: --resume may only change train.epochs and train.threads; the given config differs from the run's config.toml"
+        )
     if checkpoint is not None and not same_run(checkpoint.config, cfg):
-        raise CheckpointError(f"{checkpoint.path}: written for another configuration than {run_dir / 'config.toml'} "
-                              f"({first_difference(checkpoint.config, cfg)}); restore the run's config.toml")
+        raise CheckpointError(
+            f"{checkpoint.path}: written for another configuration than {run_dir / 'config.toml'} "
+            f"({first_difference(checkpoint.config, cfg)}); restore the run's config.toml"
+        )
 
 
 def check_world_size(checkpoint: Any, world: int) -> None:
     """A mid-epoch checkpoint resumes only with the process count that wrote it (its batch split)."""
     saved_world = int(checkpoint.trainer.get("world_size", 1))
     if checkpoint.trainer["state"]["step"] and saved_world != world:
-        raise ConfigError(f"{checkpoint.path}: saved mid-epoch by {saved_world} process(es), this is {world}; "
-                          f"resume it with {saved_world} (--nproc {saved_world}, or torchrun --nproc_per_node {saved_world})")
+        raise ConfigError(
+            f"{checkpoint.path}: saved mid-epoch by {saved_world} process(es), this is {world}; "
+            f"resume it with {saved_world} (--nproc {saved_world}, or torchrun --nproc_per_node {saved_world})"
+        )

@@ -65,7 +65,9 @@ class TensorBoardLog:
         # Written once, at the start, into the same folder as the scalars: the HParams dashboard
         # then shows each metric tag's latest value, so an unfinished run still appears.
         for summary in hparams(hparams_of(cfg, processes), {tag: 0.0 for tag in SCALARS if tag.startswith("test/")}):
-            self.writer.file_writer.add_summary(summary)
+            writer = self.writer.file_writer
+            assert writer is not None  # created by SummaryWriter.__init__
+            writer.add_summary(summary)
 
     def epoch(self, record: dict[str, Any], samples: torch.Tensor) -> None:
         """Scalars of one finished epoch, and the fixed-z samples decoded after it."""

@@ -68,8 +68,9 @@ class _EpochSums:
 
     def __init__(self, device: torch.device, start: dict[str, float] | None) -> None:
         start = start or {}
-        self.terms = torch.tensor([start.get("loss", 0.0), start.get("recon", 0.0), start.get("kl", 0.0)],
-                                  dtype=torch.float64, device=device)
+        self.terms = torch.tensor(
+            [start.get("loss", 0.0), start.get("recon", 0.0), start.get("kl", 0.0)], dtype=torch.float64, device=device
+        )
         self.images = int(start.get("images", 0))  # global: every process adds the global batch size
         self.images_here = 0  # this process's images in this call, for the progress display
         self.seconds = float(start.get("seconds", 0.0))
@@ -94,8 +95,17 @@ class _EpochSums:
 class Trainer:
     """One run's model, optimizer, data streams and state, and the loop that trains them."""
 
-    def __init__(self, cfg: RunConfig, model: VAE, data: Prepared, device: torch.device, dist: DistInfo,
-                 run_dir: Path, callbacks: list[Callback], stop_after_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        model: VAE,
+        data: Prepared,
+        device: torch.device,
+        dist: DistInfo,
+        run_dir: Path,
+        callbacks: list[Callback],
+        stop_after_steps: int | None = None,
+    ) -> None:
         t = cfg.train
         self.cfg, self.model, self.data, self.device, self.dist, self.run_dir = cfg, model, data, device, dist, run_dir
         self.callbacks, self.stop_after_steps = callbacks, stop_after_steps
@@ -227,8 +237,11 @@ class Trainer:
     def check(self, sums: _EpochSums, stop: dict[str, int], epoch: int, epoch_rng: torch.Tensor, t0: float, images: int) -> None:
         """The host looks at the device: stop on a non-finite loss or a stop request, report progress."""
         signum = stop.get("signum")
-        flags = torch.tensor([float(sums.first_bad >= 0), float(signum is not None or self.stop_requested_locally())],
-                             dtype=torch.float64, device=self.device)
+        flags = torch.tensor(
+            [float(sums.first_bad >= 0), float(signum is not None or self.stop_requested_locally())],
+            dtype=torch.float64,
+            device=self.device,
+        )
         bad, stopping = (v > 0 for v in all_reduce_(flags, self.dist).tolist())
         if bad:
             self.diverged(sums, epoch)
@@ -252,8 +265,10 @@ class Trainer:
         kept = f"the last good checkpoint {saved[-1]} is kept" if saved else "no checkpoint had been written yet"
         shown = value if step >= 0 and not math.isfinite(value) else float("nan")
         where = f"batch {step + 1}" if step >= 0 else "a batch of another process"
-        raise TrainingDiverged(f"loss became {shown} at epoch {epoch + 1}, {where}; {kept}; "
-                               f"try a lower learning rate in a new run (e.g. --set lr={self.cfg.train.lr / 10:g})")
+        raise TrainingDiverged(
+            f"loss became {shown} at epoch {epoch + 1}, {where}; {kept}; "
+            f"try a lower learning rate in a new run (e.g. --set lr={self.cfg.train.lr / 10:g})"
+        )
 
     def end_epoch(self, sums: dict[str, float]) -> None:
         """Measure the test ELBO, record the epoch and hand it to the callbacks."""

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from ..io import atomic_path  # noqa: E402
-from .tiles import tile  # noqa: E402
+from ..io import atomic_path
+from .tiles import tile
 
 
 def _save(fig: Any, path: Path) -> Path:
