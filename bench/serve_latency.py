@@ -25,8 +25,9 @@ def main() -> int:
     p.add_argument("run", help="a run folder")
     p.add_argument("--requests", type=int, default=200, help="number of decode requests (default: 200)")
     args = p.parse_args()
-    server = subprocess.Popen([sys.executable, "-m", "mnist_vae", "serve", args.run, "--port", "0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mnist_vae", "serve", args.run, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         url = None
         deadline = time.time() + 60
@@ -48,8 +49,10 @@ def main() -> int:
                 r.read()
             times.append((time.perf_counter() - t) * 1e3)
         times.sort()
-        print(f"decode round trip over {len(times)} requests (latent {dim}): median {statistics.median(times):.1f} ms, "
-              f"p95 {times[int(0.95 * (len(times) - 1))]:.1f} ms, max {times[-1]:.1f} ms")
+        print(
+            f"decode round trip over {len(times)} requests (latent {dim}): median {statistics.median(times):.1f} ms, "
+            f"p95 {times[int(0.95 * (len(times) - 1))]:.1f} ms, max {times[-1]:.1f} ms"
+        )
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -72,8 +72,10 @@ def main() -> int:
             zf.writestr(info, buf.getvalue(), compresslevel=9)
     tmp_out.replace(args.out)
     digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
-    print(f"wrote {args.out} ({args.out.stat().st_size} bytes): {len(images)} images, "
-          f"class counts {np.bincount(labels, minlength=10).tolist()}")
+    print(
+        f"wrote {args.out} ({args.out.stat().st_size} bytes): {len(images)} images, "
+        f"class counts {np.bincount(labels, minlength=10).tolist()}"
+    )
     print(f"sha256 {digest}")
     return 0
 

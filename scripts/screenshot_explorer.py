@@ -12,10 +12,16 @@ import time
 
 from playwright.sync_api import sync_playwright
 
-from mnist_vae.serve import create_app, listen_socket, make_server
+from mnist_vae.serve.app import create_app, listen_socket, make_server
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def main(run: str, out: str) -> None:
