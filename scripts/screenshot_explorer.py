@@ -36,7 +36,11 @@ def main(run: str, out: str) -> None:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(url)
         page.wait_for_selector("body[data-ready='1']")
-        page.eval_on_selector("#z-2", "el => { el.value = 2.0; el.dispatchEvent(new Event('input')); }")
+        # The first slider on the page moves the first active dimension (a 2-D latent has a plane instead).
+        page.evaluate("""() => {
+            const el = document.querySelector('#sliders input[type=range]');
+            if (el) { el.value = 2.0; el.dispatchEvent(new Event('input')); }
+        }""")
         pad = page.locator("#pad")
         pad.scroll_into_view_if_needed()
         b = pad.bounding_box()

@@ -15,6 +15,8 @@ ckpt-renamed   ... right after the rename, before old checkpoints are pruned
 ckpt-prune     ... half-way through deleting the oldest checkpoint (its weights gone, the rest not)
 metrics        with metrics.jsonl's temporary file written, before it replaces the old one
 figure         with the N-th end-of-run figure's temporary PNG written, before its rename
+claim-tmp      claiming the run folder: its temporary copy complete (run.json written), not yet renamed
+claim-renamed  claiming the run folder: right after the rename that makes it appear
 =============  ======================================================================================
 
 Every hook only observes: the product code runs unchanged until the kill.
@@ -79,7 +81,7 @@ def install() -> None:
                 _die()
 
         os.fsync = fsync
-    elif KIND in ("ckpt-manifest", "ckpt-renamed", "metrics"):
+    elif KIND in ("ckpt-manifest", "ckpt-renamed", "metrics", "claim-tmp", "claim-renamed"):
         original_replace = os.replace
 
         def replace(src, dst, *args, **kwargs):
@@ -90,6 +92,10 @@ def install() -> None:
             if KIND == "ckpt-manifest" and dst_p.name == "manifest.json" and dst_p.parent.name.startswith(".tmp-") and _hit():
                 _die()
             if KIND == "ckpt-renamed" and src.name.startswith(".tmp-") and _CKPT.match(dst_p.name) and _hit():
+                _die()
+            if KIND == "claim-tmp" and dst_p.name == "run.json" and ".tmp-" in dst_p.parent.name and _hit():
+                _die()
+            if KIND == "claim-renamed" and src.name.startswith(f".{dst_p.name}.tmp-") and _hit():
                 _die()
 
         os.replace = replace

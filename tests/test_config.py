@@ -7,8 +7,19 @@ from mnist_vae.presets import get_config, list_configs
 SEVEN = ["baseline", "deeper-decoder", "dropout", "optimized", "fast-lr", "dense-encoder", "original"]
 
 
-def test_the_seven_configurations_are_listed_in_order():
-    assert list_configs() == SEVEN
+def test_the_seven_configurations_are_listed_in_order_then_the_reference_and_beyond():
+    assert list_configs("write-up") == SEVEN
+    assert list_configs("reference") == ["mlp-vae"] and list_configs("beyond") == ["lstm-plus"]
+    assert list_configs() == [*SEVEN, "mlp-vae", "lstm-plus"]
+
+
+def test_mlp_vae_is_the_pytorch_examples_model():
+    from mnist_vae.models import VAE, count_parameters
+
+    cfg = get_config("mlp-vae")
+    # fc1 784-400, fc21/fc22 400-20, fc3 20-400, fc4 400-784 (pytorch/examples vae/main.py): 652,824 parameters
+    assert count_parameters(VAE(cfg.model)) == 784 * 400 + 400 + 2 * (400 * 20 + 20) + 20 * 400 + 400 + 400 * 784 + 784
+    assert (cfg.train.lr, cfg.train.batch_size, cfg.model.latent_dim) == (1e-3, 128, 20)
 
 
 def test_unknown_name_lists_the_valid_ones():

@@ -378,3 +378,12 @@ def test_fashion_mnist_system_install():
     assert ds.name == "fashion-mnist" and ds.source == str(FASHION_DIR)
     assert ds.train_images.shape == (60000, 28, 28) and ds.test_images.shape == (10000, 28, 28)
     assert torch.bincount(ds.test_labels).tolist() == [1000] * 10
+
+
+def test_mnist_offline_suggests_the_embedded_digits_and_leaves_no_empty_folder(tmp_path):
+    cache = tmp_path / "cache" / "mnist"
+    with pytest.raises(DataError) as err:
+        data.load_dataset("mnist", cache_dir=cache, mirrors=[closed_port_url(), closed_port_url()])
+    text = str(err.value)
+    assert "download failed from every mirror" in text and "--dataset embedded" in text and "\n" not in text
+    assert not (tmp_path / "cache").exists()  # no empty mnist/ folder left in the cache

@@ -212,3 +212,44 @@ def test_sigkill_at_random_moments_twice_then_resume(attempt, npz, reference, tm
         proc.wait(timeout=30)
     resumed = run_in_process(["train", "--resume", str(run), "--no-progress"])
     check_resumed(run, reference(binarize), resumed, f"random kills (attempt {attempt}, seed {SEED})")
+
+
+# --- the first seconds: claiming the run folder ------------------------------------------------------
+
+
+def _finish_after_kill(run, args: list[str]) -> subprocess.CompletedProcess:
+    """What a user does after a kill: resume the run if its folder exists, else start it again."""
+    if run.exists():
+        return run_in_process(["train", "--resume", str(run), "--no-progress"])
+    return run_in_process(args)
+
+
+@pytest.mark.parametrize("kind", ["claim-tmp", "claim-renamed"])
+def test_kill_while_claiming_the_run_folder_leaves_nothing_or_a_resumable_run(kind, npz, reference, tmp_path):
+    run = tmp_path / "run"
+    args = train_args(npz, run, "none")
+    killed = run_cli(args, fault=f"{kind}:1")
+    assert killed.returncode == -signal.SIGKILL, f"kill point {kind} not reached\n{killed.stderr[-2000:]}"
+    assert run.exists() == (kind == "claim-renamed")  # before the rename: no folder at all
+    if run.exists():
+        assert (run / "run.json").exists() and (run / "config.toml").exists() and (run / "meta.json").exists()
+    done = _finish_after_kill(run, args)
+    check_resumed(run, reference("none"), done, f"kill at {kind}")
+    assert not list(tmp_path.glob(".run.tmp-*")), "the killed claim's temporary folder was not cleaned up"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attempt", range(4))
+def test_sigkill_in_the_first_seconds_leaves_nothing_or_a_resumable_run(attempt, npz, reference, tmp_path):
+    """``kill -9`` at a random moment of the first seconds of `train` (start-up, data, claiming the folder)."""
+    rng = random.Random(SEED * 1000 + attempt)
+    run = tmp_path / "run"
+    args = train_args(npz, run, "none")
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mnist_vae", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(rng.uniform(0.5, 4.0))
+    proc.kill()
+    proc.wait(timeout=30)
+    assert not run.exists() or (run / "run.json").exists(), "a run folder without run.json was left"
+    done = _finish_after_kill(run, args)
+    check_resumed(run, reference("none"), done, f"kill in the first seconds (attempt {attempt}, seed {SEED})")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+import random
+import socket
 import struct
 import sys
 import time
@@ -19,7 +23,7 @@ from mnist_vae.cli import main
 from mnist_vae.serve.app import MAX_BODY_BYTES, create_app, listen_socket
 from mnist_vae.serve.images import png_gray
 
-from _serve_helpers import make_run, small_dataset
+from _serve_helpers import ACTIVE_DIMS, shared_run, small_dataset, with_active_dims
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's note about httpx vs httpx2
@@ -41,20 +45,20 @@ def small():
 
 @pytest.fixture(scope="module")
 def run16(tmp_path_factory, small):
-    out = tmp_path_factory.mktemp("serve") / "run16"
-    return out, make_run(out, small, latent_dim=16)
+    out = shared_run(tmp_path_factory, small, latent_dim=16)
+    return out, json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
 def client(run16, small):
-    with TestClient(create_app(run16[0], dataset=small)) as c:
+    """The 16-dimensional run with dimensions 2, 9 and 13 made active (one epoch leaves all 16 collapsed)."""
+    with TestClient(create_app(with_active_dims(run16[0], small), dataset=small)) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def client2(tmp_path_factory, small):
-    out = tmp_path_factory.mktemp("serve") / "run2"
-    make_run(out, small, latent_dim=2)
+    out = shared_run(tmp_path_factory, small, latent_dim=2)
     with TestClient(create_app(out, dataset=small)) as c:
         yield c
 
@@ -161,6 +165,8 @@ BAD = [
     ("get", "/api/test/200", None, 422, "out of range 0..199"),
     ("get", "/api/test/-1", None, 422, "out of range"),
     ("get", "/api/test/x", None, 422, "integer"),
+    ("get", "/api/test/+7", None, 422, "integer"),
+    ("get", "/api/test/7.5", None, 422, "integer"),
     ("get", "/api/manifold.png", None, 404, "2-dimensional"),
     ("get", "/etc/passwd", None, 404, "Not Found"),
     ("put", "/api/decode", None, 405, "Method Not Allowed"),
@@ -188,11 +194,11 @@ def test_invalid_json_is_refused(client):
 def test_oversized_bodies_are_refused_before_parsing(client):
     big = b'{"z": [' + b"0, " * MAX_BODY_BYTES + b"0]}"
     r = client.post("/api/decode", content=big, headers=JSON)
-    assert r.status_code == 413 and "16384" in r.json()["error"]
+    assert r.status_code == 413 and str(MAX_BODY_BYTES) in r.json()["error"]
 
     def chunks():  # no Content-Length: the server has to count
         yield b'{"image": ['
-        for _ in range(2000):
+        for _ in range(MAX_BODY_BYTES // 15 + 1):
             yield b"0.5, 0.5, 0.5, "
         yield b"0.5]}"
 
@@ -202,6 +208,97 @@ def test_oversized_bodies_are_refused_before_parsing(client):
     ok = b'{"z": [' + b" " * (MAX_BODY_BYTES - 20) + b"0]}"
     assert len(ok) <= MAX_BODY_BYTES
     assert client.post("/api/decode", content=ok, headers=JSON).status_code == 422
+
+
+def faint_noisy_image(seed: int = 0) -> list[float]:
+    """What a client might send: a faint noisy background in full float64 precision."""
+    rng = random.Random(seed)
+    return [min(1.0, abs(rng.gauss(0.0, 0.05))) for _ in range(784)]
+
+
+def test_a_realistic_full_precision_image_is_accepted(client):
+    body = json.dumps({"image": faint_noisy_image()}).encode()
+    assert 16 * 1024 < len(body) < 20 * 1024  # over the old 16 KB limit
+    r = client.post("/api/encode", content=body, headers=JSON)
+    assert r.status_code == 200 and len(r.json()["mu"]) == 16
+    # Pretty-printed, and with every number at its longest (about 22 characters each), still fits.
+    pretty = json.dumps({"image": faint_noisy_image(1)}, indent=4).encode()
+    longest = ('{"image": [' + ", ".join(["1.2345678901234567e-05"] * 784) + "]}").encode()
+    for body in (pretty, longest):
+        assert 18 * 1024 < len(body) < MAX_BODY_BYTES
+        assert client.post("/api/encode", content=body, headers=JSON).status_code == 200
+    assert MAX_BODY_BYTES == 64 * 1024  # the limit against abuse, as docs/explorer.md says
+
+
+def test_integers_written_as_floats_are_those_integers(client):
+    a = client.post("/api/samples", json={"seed": 3, "n": 5}).json()
+    assert client.post("/api/samples", json={"seed": 3.0, "n": 5.0}).json() == a
+    assert len(client.post("/api/samples", json={"n": 55.0}).json()["images"]) == 55
+    steps = client.post("/api/interpolate", json={"a": 3.0, "b": 150.0, "steps": 14.0}).json()["images"]
+    assert steps == client.post("/api/interpolate", json={"a": 3, "b": 150, "steps": 14}).json()["images"] and len(steps) == 14
+    for body, message in [
+        ({"n": 55.5}, "n: Input should be a valid integer"),
+        ({"n": "55"}, "n: Input should be a valid integer"),
+        ({"n": True}, "n: Input should be a valid integer"),
+        ({"n": 1e300}, "n: Input should be less than or equal to 64"),
+        ({"a": 0, "b": 1.5}, "b: Input should be a valid integer"),
+    ]:
+        r = client.post("/api/samples" if "n" in body else "/api/interpolate", json=body)
+        assert r.status_code == 422 and r.json()["error"] == message
+
+
+@pytest.mark.parametrize(
+    "method,path,allow", [("PUT", "/api/decode", {"POST"}), ("POST", "/api/info", {"GET"}), ("DELETE", "/api/test/3", {"GET"})]
+)
+def test_a_wrong_method_gets_405_with_an_allow_header(client, method, path, allow):
+    r = client.request(method, path)
+    assert r.status_code == 405 and r.json() == {"error": "Method Not Allowed"}
+    assert set(r.headers["allow"].split(", ")) == allow
+
+
+def test_info_marks_inactive_dimensions_and_puts_the_active_ones_first(client):
+    info = client.get("/api/info").json()
+    inactive = [d for d in range(16) if d not in ACTIVE_DIMS]
+    assert info["active"] == [d in ACTIVE_DIMS for d in range(16)]
+    assert info["n_active"] == len(ACTIVE_DIMS) and info["active_threshold"] == 0.01
+    assert info["slider_dims"] == [*ACTIVE_DIMS, *inactive] and info["sliders"] == 16
+    var, kl = info["latent_variance"], info["latent_kl"]
+    assert all(var[d] == pytest.approx(1.0, rel=1e-3) for d in ACTIVE_DIMS)
+    assert all(var[d] < 0.01 for d in inactive)
+    assert min(kl[d] for d in ACTIVE_DIMS) > 10 * max(kl[d] for d in inactive) and min(kl) >= 0
+
+
+def test_active_dimensions_come_first_when_not_all_get_a_slider(run16, small, monkeypatch):
+    from mnist_vae.serve import explorer
+
+    monkeypatch.setattr(explorer, "MAX_SLIDERS", 2)
+    ex = explorer.Explorer(with_active_dims(run16[0], small, dims=(5, 14)), small)
+    assert ex.slider_dims == [5, 14] and ex.info()["sliders"] == 2
+
+
+def test_connections_are_accepted_with_tcp_nodelay():
+    """asyncio sets TCP_NODELAY on accepted connections only when the listening socket says IPPROTO_TCP;
+    without it every answer on a kept-alive connection (a browser's) waited ~40 ms for a delayed ACK."""
+    sock = listen_socket("127.0.0.1", 0)
+
+    async def accept_one() -> int:
+        loop = asyncio.get_running_loop()
+        nodelay = loop.create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport) -> None:
+                nodelay.set_result(transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await loop.create_server(Probe, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname())
+        try:
+            return await asyncio.wait_for(nodelay, 5)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(accept_one()) != 0
 
 
 def test_two_dimensional_latent_has_a_manifold(client2):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +14,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 
-from mnist_vae.serve.app import create_app, listen_socket, make_server  # noqa: E402
+from mnist_vae.serve.app import create_app  # noqa: E402
 
-from _serve_helpers import make_run, small_dataset  # noqa: E402
+from _serve_helpers import ACTIVE_DIMS, Served, shared_run, small_dataset, with_active_dims  # noqa: E402
 
 ARGS = [
     "--no-sandbox",
@@ -30,35 +28,15 @@ ARGS = [
 ]
 
 
-class Served:
-    """uvicorn serving an app on a free port of 127.0.0.1 in a background thread."""
-
-    def __init__(self, app) -> None:
-        sock = listen_socket("127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self.server = make_server(app)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(5)
-
-
 @pytest.fixture(scope="module")
 def small():
     return small_dataset()
 
 
 def _site(tmp_path_factory, small, latent_dim: int):
-    """Serve a freshly trained tiny run with this latent size; yields its URL."""
-    out = tmp_path_factory.mktemp("browser") / f"run{latent_dim}"
-    make_run(out, small, latent_dim=latent_dim)
-    s = Served(create_app(out, dataset=small))
+    """Serve the tiny run with this latent size (16: dimensions 2, 9 and 13 made active); yields its URL."""
+    out = shared_run(tmp_path_factory, small, latent_dim=latent_dim)
+    s = Served(create_app(with_active_dims(out, small) if latent_dim == 16 else out, dataset=small))
     yield s.url
     s.stop()
 
@@ -131,10 +109,38 @@ def test_page_loads_without_console_errors(page16):
 def test_moving_a_slider_changes_the_image(page16):
     page, errors = page16
     before_n, before = rendered(page, "#latent-image"), data_url(page, "#latent-image")
-    page.eval_on_selector("#z-0", "el => { el.value = el.max; el.dispatchEvent(new Event('input')); }")
+    d = ACTIVE_DIMS[1]  # the second slider on the page moves dimension 9
+    page.eval_on_selector(f"#z-{d}", "el => { el.value = el.max; el.dispatchEvent(new Event('input')); }")
     wait_rendered(page, "#latent-image", before_n)
-    page.wait_for_function("document.querySelector('#latent-z').textContent.startsWith('z = [' + document.querySelector('#z-0').max)")
+    top = page.get_attribute(f"#z-{d}", "max")
+    page.wait_for_function(f"document.querySelector('#latent-z').textContent.split(', ')[{d}].startsWith('{top}')")
     assert data_url(page, "#latent-image") != before
+    assert errors == []
+
+
+def test_active_dimensions_come_first_and_inactive_ones_are_marked(page16):
+    page, errors = page16
+    sliders = page.eval_on_selector_all(
+        "#sliders > *", "els => els.map(e => [e.tagName, e.id, e.dataset.dim ?? null, e.dataset.active ?? null, e.textContent])"
+    )
+    inputs = [(int(dim), active == "1") for tag, _, dim, active, _ in sliders if tag == "INPUT"]
+    assert inputs == [(d, d in ACTIVE_DIMS) for d in (*ACTIVE_DIMS, *(d for d in range(16) if d not in ACTIVE_DIMS))]
+    heads = [(i, text) for i, (tag, *_, text) in enumerate(sliders) if tag == "DIV"]
+    assert [text.split(":")[0] for _, text in heads] == ["active (3 of 16)", "inactive"]
+    assert "inactive: moves nothing" in heads[1][1]
+    # The inactive heading sits between the last active slider and the first inactive one.
+    first_inactive = next(i for i, (tag, _, _, active, _) in enumerate(sliders) if tag == "INPUT" and active == "0")
+    last_active = max(i for i, (tag, _, _, active, _) in enumerate(sliders) if tag == "INPUT" and active == "1")
+    assert last_active < heads[1][0] < first_inactive
+    # Greyed, labelled, and still mapped to their own dimension.
+    assert page.eval_on_selector("#z-0", "el => el.classList.contains('inactive') && getComputedStyle(el).opacity < 1")
+    assert "inactive" in page.get_attribute("#z-0", "aria-label")
+    assert not page.eval_on_selector(f"#z-{ACTIVE_DIMS[0]}", "el => el.classList.contains('inactive')")
+    n = rendered(page, "#latent-image")
+    page.eval_on_selector("#z-15", "el => { el.value = 1.23; el.dispatchEvent(new Event('input')); }")
+    wait_rendered(page, "#latent-image", n)
+    page.wait_for_function("document.querySelector('#latent-z').textContent.split(', ')[15].startsWith('1.23')")
+    assert page.inner_text("#z-15-val") == "1.23"
     assert errors == []
 
 

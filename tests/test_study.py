@@ -1,4 +1,4 @@
-"""A two-configuration, two-epoch study on a slice of the embedded digits writes a correct report."""
+"""Studies on a slice of the embedded digits: seeds, intervals, claims, restart; the CLI's study options."""
 
 import dataclasses
 import json
@@ -9,9 +9,9 @@ import torch
 from mnist_vae.cli import build_parser
 from mnist_vae.config import EvalConfig
 from mnist_vae.data import load_embedded
+from mnist_vae.errors import ConfigError
 from mnist_vae.evaluation.classifier import get_classifier, train_classifier
 from mnist_vae.presets import get_config
-from mnist_vae.study.report import findings
 from mnist_vae.study.runner import run_study
 from mnist_vae.training import Interrupted, train
 
@@ -34,86 +34,77 @@ def small():
     )
 
 
-def test_study_two_configs_report_and_restart(small, tmp_path, monkeypatch):
+def test_study_two_configs_two_seeds_report_and_restart(small, tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_VAE_DATA", str(tmp_path / "cache"))
     clf = train_classifier(small, epochs=1)
     out = tmp_path / "study"
-    # A study killed in the middle of `fast-lr`'s first epoch: the rerun must resume it.
-    cfg = get_config("fast-lr").override(
-        ["train.epochs=2", "train.seed=0", 'train.binarize="none"', "train.threads=1", 'train.dataset="auto"', 'train.data_path=""']
-    )
+    # A study killed in the middle of `fast-lr` seed 1's first epoch: the rerun must resume it.
+    cfg = get_config("fast-lr").replace(epochs=2, seed=1, binarize="none", threads=1, dataset="auto", data_path="", device="cpu")
     with pytest.raises(Interrupted):
-        train(cfg, out / "runs" / "fast-lr", progress=False, figures=False, dataset=small, stop_after_steps=3)
+        train(cfg, out / "runs" / "fast-lr" / "seed1", progress=False, figures=False, dataset=small, stop_after_steps=3)
     kwargs = dict(
-        threads=1, epochs=2, settings=EvalConfig(k=4, n_samples=200, chunk=600, precision="bf16"), out=out, dataset=small, classifier=clf
+        seeds=2,
+        threads=1,
+        epochs=2,
+        settings=EvalConfig(k=4, n_samples=200, chunk=600, precision="bf16"),
+        out=out,
+        dataset=small,
+        classifier=clf,
     )
     with captured_log() as logs:
         result = run_study(["baseline", "fast-lr"], **kwargs)
-    assert any("[fast-lr] resuming" in m for m in logs)
+    assert any(m.startswith("[fast-lr seed 1] resuming") for m in logs)
     md = (out / "report.md").read_text()
     table = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line][:3]
-    assert table[0].startswith("| configuration | parameters | train s | img/s | test −ELBO")
+    assert table[0].startswith("| configuration | kind | parameters | train s | img/s | test −ELBO")
     assert [row.split("|")[1].strip() for row in table[1:]] == ["baseline", "fast-lr"]
-    assert len(table[1].split("|")) == len(table[0].split("|"))
-    assert "Does dropout hurt?** not measured" in md and "Does lr 0.001 converge faster?** " in md
-    assert "runs/baseline/samples.png" in md
+    assert " ± " in table[1] and len(table[1].split("|")) == len(table[0].split("|"))  # mean ± 95% half-width
+    assert "## Claims of the original write-up" in md and "## Beyond the write-up" in md
+    assert "not measured: the study does not include dropout" in md  # the dropout claims
+    assert "runs/baseline/seed0/samples.png" in md and "![" in md and "curves.png" in md and "nll.png" in md
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 8  # 4 figures x 2 configurations, embedded
-    ev = json.loads((out / "runs" / "baseline" / "eval.json").read_text())
-    assert ev["binarized"] is False and ev["iwae"]["k"] == 4 and ev["samples"]["n"] == 200
-    assert result["rows"][0]["nll"] == pytest.approx(ev["iwae"]["nll"])
-    # Restarted: both runs are done, so nothing is retrained or re-evaluated.
+    assert page.count("data:image/png;base64,") == 2 + 8  # two summary figures + 4 figures x 2 configurations
+    ev = json.loads((out / "runs" / "baseline" / "seed1" / "eval.json").read_text())
+    assert ev["binarized"] is False and ev["iwae"]["k"] == 4 and ev["samples"]["n"] == 200 and 0 <= ev["recon_accuracy"] <= 1
+    study = json.loads((out / "study.json").read_text())
+    assert [(r["config"], r["seed"]) for r in study["rows"]] == [("baseline", 0), ("baseline", 1), ("fast-lr", 0), ("fast-lr", 1)]
+    nll = study["table"][0]["nll"]
+    assert nll["n"] == 2 and nll["lo"] < nll["mean"] < nll["hi"] and nll["values"] == [r["nll"] for r in study["rows"][:2]]
+    lr_claim = next(c for c in study["claims"] if c["claim"].startswith("learning-rate adjustments"))
+    assert lr_claim["verdict"] in ("supported", "inconclusive") and set(lr_claim["values"]) == {"0", "1"}
+    assert result["rows"][0]["nll"] == pytest.approx(
+        json.loads((out / "runs" / "baseline" / "seed0" / "eval.json").read_text())["iwae"]["nll"]
+    )
+    # Restarted: every run is done, so nothing is retrained or re-evaluated.
     with captured_log() as logs:
         run_study(["baseline", "fast-lr"], **kwargs)
-    assert sum("skipped" in m for m in logs) == 2
+    assert sum("skipped" in m for m in logs) == 4
+    # ...and other settings are refused with one line naming the difference.
+    with pytest.raises(ConfigError, match=r"made with epochs = 2, not 3"):
+        run_study(["baseline", "fast-lr"], **{**kwargs, "epochs": 3})
 
 
-def _row(name, **kw):
-    base = dict(
-        config=name,
-        elbo=100.0,
-        recon=90.0,
-        kl=10.0,
-        recon_mu=88.0,
-        nll=95.0,
-        nll_stderr=0.5,
-        probe_accuracy=0.9,
-        coverage=10,
-        histogram=[100] * 10,
-        entropy=1.0,
-        blank_rate=0.01,
-        images_per_second=1000.0,
-        test_loss_history=[150.0, 120.0, 110.0, 100.0],
+def test_one_seed_study_says_inconclusive_one_seed(small, tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_VAE_DATA", str(tmp_path / "cache"))
+    clf = train_classifier(small, epochs=1)
+    result = run_study(
+        ["baseline", "dropout"],
+        seeds=1,
+        threads=1,
+        epochs=1,
+        out=tmp_path / "s",
+        dataset=small,
+        classifier=clf,
+        settings=EvalConfig(k=2, n_samples=50, chunk=600),
     )
-    base.update(kw)
-    return base
-
-
-def test_findings_cite_numbers_and_say_not_measured():
-    rows = [_row("baseline"), _row("dropout", elbo=104.5, nll=99.0), _row("fast-lr", test_loss_history=[130.0, 105.0, 101.0, 99.0])]
-    answers = dict(findings(rows))
-    assert answers["Does dropout hurt?"].startswith("Yes") and "104.50" in answers["Does dropout hurt?"]
-    assert answers["Does lr 0.001 converge faster?"].startswith("Yes")
-    assert "needs 3 epoch(s)" in answers["Does lr 0.001 converge faster?"]
-    assert answers["Does the deeper decoder sharpen reconstructions?"].startswith("not measured")
-    assert (
-        "optimized" in answers["Does `optimized` cover all ten digits?"]
-        and "not measured" in answers["Does `optimized` cover all ten digits?"]
-    )
-
-
-def test_findings_optimized_coverage_and_encoder():
-    hist = [0] + [1000 // 9] * 9
-    rows = [_row("optimized", coverage=9, histogram=hist, nll=90.0), _row("dense-encoder", nll=92.0, probe_accuracy=0.95)]
-    answers = dict(findings(rows))
-    assert answers["Does `optimized` cover all ten digits?"].startswith("No: 9 of 10")
-    assert answers["Does the LSTM encoder beat the dense encoder?"].startswith("Mixed")
+    measured = [c for c in result["claims"] if c["verdict"] != "not measured"]
+    assert measured and all(c["verdict"] == "inconclusive: one seed" for c in measured)
 
 
 def test_cli_parses_the_new_commands():
     p = build_parser()
     a = p.parse_args(["study", "--configs", "baseline,dropout", "--jobs", "2", "--epochs", "3", "--dataset", "embedded"])
-    assert (a.configs, a.jobs, a.epochs, a.k, a.out) == ("baseline,dropout", 2, 3, 1000, "study")
+    assert (a.configs, a.jobs, a.epochs, a.k, a.out, a.seeds, a.executor) == ("baseline,dropout", 2, 3, 1000, "study", 3, "local")
     a = p.parse_args(["evaluate", "runs/x", "--k", "5000"])
     assert a.k == 5000 and a.precision == "fp32"
     assert p.parse_args(["classifier", "train"]).action == "train"

@@ -165,3 +165,42 @@ def test_heap_only_malloc_keeps_large_buffers_off_mmap_and_restores_it():
     buf = torch.empty(after, dtype=torch.uint8)
     assert _mmapped_bytes() - before >= after  # mmap again after the block
     del buf
+
+
+def test_configs_show_prints_only_toml_that_config_accepts(tmp_path, capsys, small_data):
+    assert main(["configs", "--show", "optimized"]) == 0
+    toml_text = capsys.readouterr().out
+    path = tmp_path / "my.toml"
+    path.write_text(toml_text)
+    from mnist_vae.config import load_toml
+    from mnist_vae.presets import get_config
+
+    assert load_toml(path).model == get_config("optimized").model  # the whole output is the config, nothing else
+    assert main(["configs", "--show", "nosuch"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip().startswith("error: unknown configuration 'nosuch'") and len(err.strip().splitlines()) == 1
+
+
+def test_final_line_reports_the_runs_mean_speed_and_one_epoch_in_the_singular(tmp_path, capsys):
+    npz = write_npz(tmp_path / "d.npz")
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "optimized",
+                "--data-path",
+                str(npz),
+                "--epochs",
+                "1",
+                "--threads",
+                "1",
+                "--out",
+                str(tmp_path / "r"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("done: 1 epoch in ") and "img/s on average" in last and "1 epochs" not in last

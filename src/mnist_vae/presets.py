@@ -1,7 +1,10 @@
-"""The seven named configurations of the original study, as data.
+"""The named configurations, as data over the one config type.
 
-``list_configs()`` names them; ``get_config(name)`` builds a validated :class:`RunConfig`; an
-unknown name raises :class:`ConfigError` listing the valid ones.
+Three kinds: the seven variants of the original **write-up**; the **reference**, the standard MLP
+VAE of pytorch/examples (``vae/main.py``) that every study measures the others against; and
+configurations **beyond** the write-up (``lstm-plus``, from this project's encoder ablation,
+docs/evaluation.md). ``list_configs()`` names them; ``get_config(name)`` builds a validated
+:class:`RunConfig`; an unknown name raises :class:`ConfigError` listing the valid ones.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from typing import Any
 from .config import RunConfig
 from .errors import ConfigError
 
-# Each entry: a one-line description and the fields that differ from the dataclass defaults
-# (ModelConfig's defaults are `baseline`'s decoder; TrainConfig's lr is 5e-4).
+# Each entry: its kind, a one-line description and the fields that differ from the dataclass
+# defaults (ModelConfig's defaults are `baseline`'s decoder; TrainConfig's lr is 5e-4).
+KINDS = ("write-up", "reference", "beyond")
 PRESETS: dict[str, dict[str, Any]] = {
     "baseline": {
         "description": "3 transposed convs, no dropout, lr 0.0005",
@@ -75,12 +79,52 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "train": {"lr": 1e-3},
     },
+    # pytorch/examples vae/main.py (Kingma & Welling): 784-400-20 encoder, 20-400-784 decoder, Adam
+    # 1e-3, batch 128. The example sums its loss over the batch, this program averages it; with
+    # Adam the two take the same steps up to Adam's epsilon.
+    "mlp-vae": {
+        "kind": "reference",
+        "description": "the standard MLP VAE of pytorch/examples: 784-400-20 encoder, 20-400-784 decoder, batch 128",
+        "model": {
+            "encoder": "mlp",
+            "encoder_hidden": [400],
+            "latent_dim": 20,
+            "decoder_dense": [400],
+            "decoder_reshape": [400, 1, 1],
+            "decoder_convs": [],
+            "head": "dense",
+        },
+        "train": {"lr": 1e-3, "batch_size": 128},
+    },
+    # The ablation's winner (docs/evaluation.md): the same LSTM over the 28 rows and the same
+    # decoder as `optimized`, but μ and log σ² read all 28 hidden states instead of the last one.
+    "lstm-plus": {
+        "kind": "beyond",
+        "description": "optimized with the LSTM's 28 row states, not only the last, feeding the latent code",
+        "model": {
+            "readout": "all",
+            "decoder_dense": [128, 7 * 7 * 64],
+            "decoder_reshape": [64, 7, 7],
+            "decoder_convs": [[64, 2], [32, 2], [1, 1]],
+        },
+        "train": {"lr": 1e-3},
+    },
 }
 
 
-def list_configs() -> list[str]:
-    """Names of the built-in configurations, in the order of the study."""
-    return list(PRESETS)
+def list_configs(kind: str | None = None) -> list[str]:
+    """Names of the built-in configurations (of one ``kind``, or all), in the order of the study."""
+    return [n for n, e in PRESETS.items() if kind is None or e.get("kind", "write-up") == kind]
+
+
+def kind_of(name: str) -> str:
+    """``write-up``, ``reference`` or ``beyond``."""
+    return str(PRESETS[name].get("kind", "write-up")) if name in PRESETS else "custom"
+
+
+def study_configs() -> list[str]:
+    """What ``mnist-vae study`` runs by default: the write-up's seven, the reference and those beyond."""
+    return list_configs("write-up") + list_configs("reference") + list_configs("beyond")
 
 
 def get_config(name: str) -> RunConfig:

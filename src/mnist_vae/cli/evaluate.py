@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import BINARIZE_MODES, EVAL_PRECISIONS, STUDY_EVAL, EvalConfig
+from ..config import BINARIZE_MODES, EVAL_PRECISIONS, PRECISIONS, STUDY_EVAL, EvalConfig
 from ..errors import ConfigError
+from ..study.executors import EXECUTORS
 from .common import Adder, add_dataset_options, add_threads_option, set_threads_from
 
 DEFAULTS = EvalConfig()
@@ -23,7 +24,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation.run import evaluate_run, format_eval
 
     set_threads_from(args)
-    result = evaluate_run(args.run, eval_settings(args), progress=not args.no_progress)
+    result = evaluate_run(args.run, eval_settings(args), progress=not args.no_progress, device=args.device)
     print(format_eval(result))
     print(f"wrote {args.run}/eval.json ({result['eval_seconds']:.1f} s)")
     return 0
@@ -64,6 +65,19 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def split_specs(text: str) -> list[str]:
+    """``a,b[x=1,y=2],c`` -> ["a", "b[x=1,y=2]", "c"]: commas inside brackets belong to the spec."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [c.strip() for c in [*out, cur] if c.strip()]
+
+
 def _eval_options(p: argparse.ArgumentParser, precision: str, precision_help: str) -> None:
     p.add_argument(
         "--k", type=int, default=DEFAULTS.k, help="importance samples per test image for the NLL (5000 = the published protocol)"
@@ -88,6 +102,9 @@ def add_commands(add: Adder) -> None:
     p.add_argument("run", metavar="RUN", help="a run folder")
     _eval_options(p, DEFAULTS.precision, "decoder precision for the NLL (bf16: faster, ~0.01 nat off)")
     add_threads_option(p)
+    p.add_argument(
+        "--device", default="auto", help="where the model and the NLL run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = add(
@@ -99,11 +116,25 @@ def add_commands(add: Adder) -> None:
     add_threads_option(p)
 
     p = add("study", cmd_study, "train and evaluate several configurations and write STUDY/report.md and report.html", log_stream="stderr")
-    p.add_argument("--configs", help="comma-separated configuration names (default: all seven)")
+    p.add_argument(
+        "--configs",
+        help="comma-separated configurations: names, or NAME[key=value,...] for a preset with fields "
+        "changed (default: the write-up's seven, the mlp-vae reference and lstm-plus)",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="training seeds per configuration (0..N-1); findings are paired by seed")
     p.add_argument("--epochs", type=int, default=50, help="epochs per configuration")
     _eval_options(p, STUDY_EVAL.precision, "decoder precision for the NLL (bf16 keeps the full study within its time budget)")
     add_dataset_options(p, default="auto")
     p.add_argument("--binarize", choices=BINARIZE_MODES, default="none", help="pixel binarization")
-    p.add_argument("--jobs", type=int, default=1, help="configurations trained in parallel (cores are split between them)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel on this machine (cores are split between them)")
     p.add_argument("--threads", type=int, help="CPU threads per job (default: cores // jobs)")
-    p.add_argument("--out", default="study", help="study folder")
+    p.add_argument("--executor", choices=EXECUTORS, default="local", help="local processes, or a Dask cluster (needs mnist-vae[dask])")
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786", help="the Dask scheduler's address (with --executor dask)")
+    p.add_argument("--device", default="cpu", help="train and evaluate on: cpu, cuda, cuda:N, mps or auto")
+    p.add_argument(
+        "--train-precision",
+        dest="train_precision",
+        choices=PRECISIONS,
+        help="training precision of every configuration (default: each configuration's own, fp32)",
+    )
+    p.add_argument("--out", default="study", help="study folder (every Dask worker must reach it)")

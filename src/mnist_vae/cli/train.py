@@ -24,11 +24,16 @@ def cmd_configs(args: argparse.Namespace) -> int:
         print(get_config(args.show).to_toml(), end="")
         return 0
     width = max(map(len, list_configs()))
-    for name in list_configs():
-        cfg = get_config(name)
-        params = count_parameters(VAE(cfg.model)) if args.params else None
-        extra = f"  {params:>10,d} params" if params is not None else ""
-        print(f"{name:<{width}}  lr {cfg.train.lr:<6g} latent {cfg.model.latent_dim:<3d}{extra}  {cfg.description}")
+    headings = {"write-up": "the seven configurations of the original write-up",
+                "reference": "reference (not one of the seven): the standard baseline every study measures against",
+                "beyond": "beyond the write-up"}
+    for i, (kind, heading) in enumerate(headings.items()):
+        print(("\n" if i else "") + heading + ":")
+        for name in list_configs(kind):
+            cfg = get_config(name)
+            params = count_parameters(VAE(cfg.model)) if args.params else None
+            extra = f"  {params:>10,d} params" if params is not None else ""
+            print(f"  {name:<{width}}  lr {cfg.train.lr:<6g} latent {cfg.model.latent_dim:<3d}{extra}  {cfg.description}")
     return 0
 
 

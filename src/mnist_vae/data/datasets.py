@@ -332,7 +332,10 @@ def load_dataset(
     if name == "embedded":
         ds = load_embedded()
     elif name == "mnist":
-        ds = load_mnist(cache_dir, download, mirrors=mirrors, files=files)
+        try:
+            ds = load_mnist(cache_dir, download, mirrors=mirrors, files=files)
+        except DataError as exc:
+            raise DataError(f"{exc}; to train offline use --dataset embedded (10,000 real MNIST digits shipped with the package)") from None
     elif name == "fashion-mnist":
         ds = load_fashion_mnist()
     else:

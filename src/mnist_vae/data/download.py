@@ -78,7 +78,8 @@ def download_mnist(
     A file already cached with the right SHA-256 is never downloaded again. Otherwise each mirror
     is tried in turn; ``timeout`` bounds each network operation, not the whole transfer. If every
     mirror fails for a file, raises DataError; with ``keep_partial=False`` the files and folder
-    this call created are removed first, so a failed attempt leaves the cache as it was.
+    this call created are removed first, so a failed attempt leaves the cache as it was; folders
+    this call created are removed whenever they end up empty.
     ``verbose`` logs a line per file downloaded.
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -110,11 +111,11 @@ def download_mnist(
         if not keep_partial:
             for p in created:
                 p.unlink(missing_ok=True)
-            for d in made_dirs:  # innermost first
-                try:
-                    d.rmdir()
-                except OSError:
-                    break
+        for d in made_dirs:  # innermost first; a folder that holds a verified file stays
+            try:
+                d.rmdir()
+            except OSError:
+                break
         raise
     return cache
 

@@ -186,6 +186,40 @@ def load_classifier(path: Path) -> Classifier:
     )
 
 
+def cached_classifier(dataset: Dataset) -> Classifier | None:
+    """The cached classifier for ``dataset`` if a good one is there (a damaged or foreign file is reported, not used)."""
+    path = cache_path(dataset)
+    if not path.exists():
+        return None
+    try:
+        clf = load_classifier(path)
+    except CheckpointError as exc:
+        log.warning(f"{exc}; it will be retrained")
+        return None
+    if clf.dataset_sha256 != dataset.sha256:
+        log.warning(f"{path} belongs to another dataset; it will be retrained")
+        return None
+    return clf
+
+
+def estimate_training_seconds(dataset: Dataset, epochs: int = 10, batch_size: int = 50, steps: int = 10, warmup: int = 3) -> float:
+    """About how long :func:`train_classifier` will take here: a few timed steps, scaled up."""
+    model = DigitCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = to_unit_float(dataset.train_images[:batch_size])
+    y = dataset.train_labels[:batch_size]
+    times = []
+    for _ in range(warmup + steps):  # the first steps pay for kernel selection and allocation
+        t = time.perf_counter()
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+    timed = sorted(times[warmup:])
+    return timed[len(timed) // 2] * epochs * -(-len(dataset.train_labels) // batch_size)
+
+
 def get_classifier(dataset: Dataset, retrain: bool = False, require_accuracy: float | None = None) -> Classifier:
     """The cached classifier for ``dataset``, training (and caching) it first if needed.
 
@@ -193,14 +227,9 @@ def get_classifier(dataset: Dataset, retrain: bool = False, require_accuracy: fl
     is still reported, with its accuracy, rather than silently hidden.
     """
     path = cache_path(dataset)
-    if not retrain and path.exists():
-        try:
-            clf = load_classifier(path)
-            if clf.dataset_sha256 == dataset.sha256:
-                return clf
-            log.warning(f"{path} belongs to another dataset; retraining")
-        except CheckpointError as exc:
-            log.warning(f"{exc}; retraining")
+    clf = None if retrain else cached_classifier(dataset)
+    if clf is not None:
+        return clf
     clf = train_classifier(dataset)
     save_classifier(clf, path)
     log.info(f"classifier cached in {path}")

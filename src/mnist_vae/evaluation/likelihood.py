@@ -72,6 +72,31 @@ def bernoulli_log_likelihood(model: VAE, dtype: torch.dtype | None = None) -> Lo
     return log_px
 
 
+def _decoder_copy(model: VAE, precision: str) -> tuple[VAE, torch.dtype | None]:
+    """The model in the fast inference layout, its decoder cast once to the NLL's precision."""
+    fast = model.inference_copy()
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    if dtype is not None:
+        fast.decoder.to(dtype)  # the encoder stays fp32: it runs once per image
+    return fast, dtype
+
+
+@torch.inference_mode()
+def decoder_rate(model: VAE, chunk: int = DEFAULT_CHUNK, precision: str = "fp32", seconds: float = 0.3) -> float:
+    """Latent codes per second the NLL's decoder gets through here (timed on random codes, after a warm-up)."""
+    fast, dtype = _decoder_copy(model, precision)
+    device = next(model.parameters()).device
+    log_px = bernoulli_log_likelihood(fast, dtype)
+    z = torch.randn((1, chunk, model.cfg.latent_dim), device=device)
+    x = torch.rand((1, 28, 28), device=device).round()
+    log_px(z, x).sum().item()
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or done == 0:
+        log_px(z, x).sum().item()  # .item(): the work is done, also on an accelerator
+        done += chunk
+    return done / (time.perf_counter() - t0)
+
+
 @torch.inference_mode()
 def importance_nll(
     model: VAE,
@@ -94,11 +119,8 @@ def importance_nll(
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    fast = model.inference_copy()
+    fast, dtype = _decoder_copy(model, precision)
     device = images.device
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    if dtype is not None:
-        fast.decoder.to(dtype)  # the encoder stays fp32: it runs once per image
     per_chunk = min(k, chunk)
     images_per_batch = max(1, chunk // per_chunk)
     g = torch.Generator(device=device).manual_seed(seed)

@@ -16,72 +16,107 @@ from ..errors import DataError
 from ..io import atomic_write_text
 from ..models import count_parameters
 from ..runs.folder import check_same_data, open_run
+from ..runtime.device import resolve_device
 from ..runtime.logging import progress as show_progress
-from .classifier import get_classifier
+from .classifier import cached_classifier, estimate_training_seconds, get_classifier
 from .elbo import elbo_report, encode_all
 from .latent import active_units, latent_probe
-from .likelihood import importance_nll
+from .likelihood import decoder_rate, importance_nll
 from .samples import sample_quality
 
 log = logging.getLogger(__name__)
 
 
 def evaluate_run(
-    run_dir: str | Path, settings: EvalConfig = EvalConfig(), classifier: Any = None, dataset: Dataset | None = None, progress: bool = False
+    run_dir: str | Path,
+    settings: EvalConfig = EvalConfig(),
+    classifier: Any = None,
+    dataset: Dataset | None = None,
+    progress: bool = False,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Evaluate a run folder's newest checkpoint on the exact test tensors it was trained against.
 
-    Writes ``RUN/eval.json`` (atomically) and returns the same dict. ``classifier`` (anything with
+    Says first what it will do and about how long the slow parts take (training the digit
+    classifier when it is not cached yet; the NLL, from a timed pass of its decoder). Writes
+    ``RUN/eval.json`` (atomically) and returns the same dict. ``classifier`` (anything with
     ``predict(images) -> (probs, features)`` and ``floor_frechet``) defaults to the cached digit
-    classifier for the run's dataset, trained first if missing; ``dataset`` replaces loading the
-    one the run's config names (its checksum must match the run's).
+    classifier for the run's dataset; ``dataset`` replaces loading the one the run's config names
+    (its checksum must match the run's). ``device`` runs the model and the NLL there.
     """
     s = settings
     t0 = time.perf_counter()
-    run = open_run(run_dir)
-    data = prepare_data(run.config, torch.device("cpu"), dataset=dataset)
+    dev = resolve_device(device)
+    run = open_run(run_dir, device=dev)
+    data = prepare_data(run.config, dev, dataset=dataset)
     check_same_data(run.path, data.dataset, error=DataError)
     model = run.model.eval()
-    binarized = run.config.train.binarize != "none"
+    classifier = _announce(run, data.dataset, s, classifier)
     result: dict[str, Any] = {
         "run": str(run.path),
         "config": run.config.name,
         "epoch": run.epoch,
         "dataset": data.dataset.info(),
-        "binarized": binarized,
+        "binarized": run.config.train.binarize != "none",
         "binarize": run.config.train.binarize,
         "n_test": len(data.test_x),
+        "device": str(dev),
     }
     result.update(elbo_report(model, data.test_x, seed=s.seed))
-    bar = show_progress(len(data.test_x), f"NLL K={s.k}", unit="img", enabled=progress)
-    try:
-        result["iwae"] = importance_nll(
-            model,
-            data.test_x,
-            k=s.k,
-            chunk=s.chunk,
-            seed=s.seed,
-            precision=s.precision,
-            progress=(lambda done, _total: bar.update(done - bar.n)) if bar else None,
-        )
-    finally:
-        if bar is not None:
-            bar.close()
-    log.info(f"importance-weighted NLL (K={s.k}) in {result['iwae']['seconds']:.1f} s")
+    result["iwae"] = _nll(model, data.test_x, s, progress)
     train_mu, _ = encode_all(model, data.train_x)
     test_mu, _ = encode_all(model, data.test_x)
     result["active_units"], result["mu_variance"] = active_units(test_mu)
     result["probe_accuracy"] = latent_probe(train_mu, data.dataset.train_labels, test_mu, data.test_labels, steps=s.probe_steps)
-    if classifier is None:
-        classifier = get_classifier(data.dataset)
     reference = data.dataset.test_images.float() / 255.0  # grey test digits: what the classifier knows
     result["samples"] = sample_quality(model, classifier, reference, n=s.n_samples, seed=s.seed)
+    result["recon_accuracy"] = reconstruction_accuracy(model, data.test_x, data.test_labels, classifier)
     if hasattr(classifier, "test_accuracy"):
         result["classifier_accuracy"] = classifier.test_accuracy
     result["parameters"] = count_parameters(model)
     result["eval_seconds"] = round(time.perf_counter() - t0, 3)
     atomic_write_text(Path(run.path) / "eval.json", json.dumps(result, indent=2))
     return result
+
+
+def _announce(run: Any, ds: Dataset, s: EvalConfig, classifier: Any) -> Any:
+    """Say what the evaluation will do and how long its slow parts should take; return the digit classifier."""
+    log.info(f"evaluating {run.path} ({run.config.name}, epoch {run.epoch}) on {len(ds.test_labels):,} test digits")
+    clf = classifier if classifier is not None else cached_classifier(ds)
+    if clf is None:
+        seconds = estimate_training_seconds(ds)
+        log.info(
+            f"  first: the digit classifier that judges samples is not cached for this dataset yet; training it "
+            f"(once per dataset), about {seconds:.0f} s"
+        )
+    rate = decoder_rate(run.model, s.chunk, s.precision)
+    passes = s.k * len(ds.test_labels)
+    log.info(
+        f"  NLL: K = {s.k:,} importance samples x {len(ds.test_labels):,} images = {passes:,} decoder passes, "
+        f"about {passes / rate:.0f} s at the {rate:,.0f} passes/s measured just now"
+    )
+    log.info(f"  then: active units, a latent probe, {s.n_samples:,} samples and the test reconstructions judged by the classifier")
+    return clf or get_classifier(ds)
+
+
+def _nll(model: Any, test_x: torch.Tensor, s: EvalConfig, progress: bool) -> dict[str, Any]:
+    bar = show_progress(len(test_x), f"NLL K={s.k}", unit="img", enabled=progress)
+    try:
+        report = (lambda done, _total: bar.update(done - bar.n)) if bar else None
+        iwae = importance_nll(model, test_x, k=s.k, chunk=s.chunk, seed=s.seed, precision=s.precision, progress=report)
+    finally:
+        if bar is not None:
+            bar.close()
+    log.info(f"importance-weighted NLL (K={s.k}) in {iwae['seconds']:.1f} s")
+    return iwae
+
+
+@torch.inference_mode()
+def reconstruction_accuracy(model: Any, images: torch.Tensor, labels: torch.Tensor, classifier: Any, batch: int = 500) -> float:
+    """Share of test digits whose reconstruction (decoded μ) the classifier reads as the right digit."""
+    recon = torch.cat([model.reconstruct(images[i : i + batch]).cpu() for i in range(0, len(images), batch)])
+    probs, _ = classifier.predict(recon)
+    return float((probs.argmax(1) == labels.cpu()).double().mean()) if len(recon) else float("nan")
 
 
 def format_eval(result: dict[str, Any]) -> str:
@@ -94,7 +129,8 @@ def format_eval(result: dict[str, Any]) -> str:
         f"    reconstruction      {result['recon']:10.2f}",
         f"    KL                  {result['kl']:10.2f}",
         f"  reconstruction, z = μ {result['recon_mu']:10.2f}",
-        f"  NLL (IWAE, K={iw['k']:<5d}) {iw['nll']:10.2f} ± {iw['stderr']:.2f} (standard error over images)",
+        f"  reconstructions right {result.get('recon_accuracy', float('nan')):10.4f} (share the digit classifier reads as their digit)",
+        f"  {'NLL (IWAE, K=' + format(iw['k'], ',') + ')':<22}{iw['nll']:10.2f} ± {iw['stderr']:.2f} (standard error over images)",
         f"  active units          {result['active_units']:10d} of {len(result['mu_variance'])}",
         f"  latent probe accuracy {result['probe_accuracy']:10.4f} (logistic regression on μ)",
         f"  samples ({s['n']:,}, seed {s['seed']}):",

@@ -175,11 +175,12 @@ def latest_checkpoint(run_dir: Path, faults: list[str] | None = None) -> Checkpo
 
     ``faults`` (if given) receives one line per damaged checkpoint, newest first.
     """
-    for path in reversed(list_checkpoints(run_dir)):
+    paths = list_checkpoints(run_dir)
+    for i in range(len(paths) - 1, -1, -1):
         try:
-            return load_checkpoint(path)
+            return load_checkpoint(paths[i])
         except CheckpointError as exc:
-            log.warning(f"skipping damaged checkpoint {exc}; falling back to the previous one")
+            log.warning(f"skipping damaged checkpoint {exc}" + ("; falling back to the previous one" if i else ""))
             if faults is not None:
                 faults.append(str(exc))
     return None

@@ -22,22 +22,28 @@ PLAIN_INTERVAL_S = 30.0
 
 
 class _CurrentStream(logging.StreamHandler):
-    """A handler writing to whatever ``sys.stdout`` / ``sys.stderr`` is at the time of each record.
+    """Info lines to ``sys.stdout`` or ``sys.stderr`` (``which``), warnings and errors always to stderr.
 
-    So redirections made after it is installed (tests, ``contextlib.redirect_stdout``) are honoured.
+    The stream is looked up at each record, so redirections made after the handler is installed
+    (tests, ``contextlib.redirect_stdout``) are honoured.
     """
 
     def __init__(self, which: str) -> None:
         super().__init__()
         self.which = which
+        self._level = logging.INFO
 
     @property
     def stream(self) -> Any:
-        return getattr(sys, self.which)
+        return sys.stderr if self._level >= logging.WARNING else getattr(sys, self.which)
 
     @stream.setter
     def stream(self, _value: Any) -> None:
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._level = record.levelno
+        super().emit(record)
 
 
 class _PlainFormatter(logging.Formatter):

@@ -7,7 +7,10 @@ takes a few milliseconds on one CPU thread. Images travel as base64 strings of 7
 
 The API trusts nothing it is sent: bodies over :data:`MAX_BODY_BYTES` are refused with 413
 before they are parsed, every field is typed, bounded and finite, unknown fields are refused,
-and no request names a file: the only files read are the run's own, chosen at startup.
+and no request names a file: the only files read are the run's own, chosen at startup. Its
+OpenAPI schema is published at ``/openapi.json`` and generated from the same models that
+validate the requests (:mod:`.schema`, :mod:`.routes`); no documentation page is served, since
+FastAPI's would load its scripts from the internet.
 """
 
 from __future__ import annotations
@@ -16,53 +19,38 @@ import importlib.resources
 import logging
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import torch
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .._version import __version__
 from ..errors import MnistVaeError
 from ..runs.folder import Run, open_run
-from .explorer import MAX_SAMPLES, MAX_STEPS, N_NEIGHBOURS, SEED_MAX, Z_LIMIT, Explorer
-from .images import image_b64
+from .explorer import Explorer
+from .routes import add_api_routes
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 16 * 1024
+#: Largest request body accepted (413 beyond). A 28x28 image as ``json.dumps`` of 784 full-precision
+#: floats is 17-20 KB, pretty-printed under 24 KB; 64 KB leaves room for any reasonable client.
+MAX_BODY_BYTES = 64 * 1024
 WEB_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
+API_DESCRIPTION = f"""The JSON API behind the mnist-vae latent-space explorer page (served at `/`).
 
-ZValue = Annotated[float, Field(strict=True, ge=-Z_LIMIT, le=Z_LIMIT, allow_inf_nan=False)]
-Pixel = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DecodeRequest(_Body):
-    z: list[ZValue] = Field(max_length=1024)
-
-
-class SamplesRequest(_Body):
-    seed: Annotated[int, Field(strict=True, ge=0, le=SEED_MAX)] = 0
-    n: Annotated[int, Field(strict=True, ge=1, le=MAX_SAMPLES)] = 32
-
-
-class InterpolateRequest(_Body):
-    a: Annotated[int, Field(strict=True, ge=0)]
-    b: Annotated[int, Field(strict=True, ge=0)]
-    steps: Annotated[int, Field(strict=True, ge=2, le=MAX_STEPS)] = 10
-
-
-class EncodeRequest(_Body):
-    image: list[Pixel] = Field(min_length=784, max_length=784)
+Images are base64 strings of 784 bytes (a 28x28 image, row-major, pixel probability x 255).
+Every error answer is `{{"error": "<one line>"}}`: 422 for invalid input, 413 for a body over
+{MAX_BODY_BYTES} bytes, 400 for a body that cannot be read, 404 for an unknown path or a figure
+this run does not have, 405 (with an `Allow` header) for a method a path does not have.
+Integers may be written as whole floats (`55.0`). Bounds that depend on the run (the latent
+size, the number of test digits) are in this schema as served for this run."""
 
 
 class _BodyLimit:
@@ -114,14 +102,26 @@ class _BodyLimit:
         await self.app(scope, replay, send)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def _field_message(err: dict[str, Any], ex: Explorer) -> str:
+    """One validation error as ``<field>: <problem>``, in the API's own words where they say more."""
+    loc = [str(p) for p in err.get("loc", ())]
+    if loc and loc[0] in ("body", "path", "query"):
+        loc = loc[1:]
+    field, kind, ctx = ".".join(loc) or "body", err.get("type"), err.get("ctx") or {}
+    if loc and loc[-1] in ("index", "a", "b") and kind in ("greater_than_equal", "less_than_equal"):
+        return f"{field}: test index {err.get('input')} is out of range 0..{len(ex.test_x) - 1}"
+    if loc in (["z"], ["image"]) and kind in ("too_short", "too_long"):
+        want = f"{ex.latent_dim} numbers (the latent size)" if loc == ["z"] else "784 numbers (28x28 pixels)"
+        got = ctx.get("actual_length")
+        return f"{field}: expected {want}, got {got if got is not None else 'more'}"
+    return f"{field}: {err.get('msg', 'invalid')}"
+
+
+def _validation_message(exc: RequestValidationError, ex: Explorer) -> str:
     errors = exc.errors()
-    parts = []
-    for err in errors[:3]:
-        if err.get("type") == "json_invalid":
-            return "body: not valid JSON"
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return "body: not valid JSON"
+    parts = [_field_message(err, ex) for err in errors[:3]]
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
     return "; ".join(parts) + more
 
@@ -138,9 +138,16 @@ def create_app(run: Run | str | Path, dataset: Any = None) -> FastAPI:
     web = importlib.resources.files("mnist_vae.serve").joinpath("web")
     pages = {route: (web.joinpath(name).read_bytes(), kind) for route, (name, kind) in WEB_FILES.items()}
 
-    app = FastAPI(title="mnist-vae explorer", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="mnist-vae explorer",
+        version=__version__,
+        description=API_DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
     app.state.explorer = ex
-    _add_error_handlers(app)
+    _add_error_handlers(app, ex)
 
     def static(route: str):
         body, kind = pages[route]
@@ -148,101 +155,32 @@ def create_app(run: Run | str | Path, dataset: Any = None) -> FastAPI:
 
     for route in pages:
         app.add_api_route(route, static(route), methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
-    _add_api_routes(app, ex)
+    add_api_routes(app, ex)
     app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
     return app
 
 
-def _add_error_handlers(app: FastAPI) -> None:
-    """Every error answer is ``{"error": "<one line>"}``."""
+def _add_error_handlers(app: FastAPI, ex: Explorer) -> None:
+    """Every error answer is ``{"error": "<one line>"}``; a 405 keeps its ``Allow`` header."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": _validation_message(exc)}, status_code=422)
+        return JSONResponse({"error": _validation_message(exc, ex)}, status_code=422)
 
-    @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
-
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _starlette(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
-
-
-def _add_api_routes(app: FastAPI, ex: Explorer) -> None:
-    """The JSON API the page calls."""
-
-    @app.get("/api/info")
-    def info() -> dict[str, Any]:
-        return ex.info()
-
-    @app.get("/api/projection")
-    def projection() -> dict[str, Any]:
-        return ex.projection()
-
-    @app.get("/api/loss_curves.png")
-    def loss_curves() -> Response:
-        if ex.loss_png is None:
-            raise HTTPException(404, "this run has no finished epoch, so no loss curves")
-        return Response(ex.loss_png, media_type="image/png")
-
-    @app.get("/api/manifold.png")
-    def manifold() -> Response:
-        if ex.manifold_png is None:
-            raise HTTPException(404, f"the manifold is drawn for a 2-dimensional latent only; this one has {ex.latent_dim}")
-        return Response(ex.manifold_png, media_type="image/png")
-
-    @app.get("/api/test/{index}")
-    def test_digit(index: int) -> dict[str, Any]:
-        i = ex.check_index(index, "index")
-        mu = ex.test_mu[i]
-        return {
-            "index": i,
-            "label": int(ex.test_labels[i]),
-            "image": image_b64(ex.test_x[i].reshape(28, 28)),
-            "mu": [round(float(v), 4) for v in mu.clamp(-Z_LIMIT, Z_LIMIT)],
-        }
-
-    @app.post("/api/decode")
-    def decode(req: DecodeRequest) -> dict[str, Any]:
-        if len(req.z) != ex.latent_dim:
-            raise HTTPException(422, f"z: expected {ex.latent_dim} numbers (the latent size), got {len(req.z)}")
-        return {"image": image_b64(ex.decode(torch.tensor([req.z]))[0])}
-
-    @app.post("/api/samples")
-    def samples(req: SamplesRequest) -> dict[str, Any]:
-        z = torch.randn((req.n, ex.latent_dim), generator=torch.Generator().manual_seed(req.seed))
-        return {"seed": req.seed, "images": [image_b64(img) for img in ex.decode(z)]}
-
-    @app.post("/api/interpolate")
-    def interpolate(req: InterpolateRequest) -> dict[str, Any]:
-        a, b = ex.check_index(req.a, "a"), ex.check_index(req.b, "b")
-        alpha = torch.linspace(0, 1, req.steps).unsqueeze(1)
-        z = (1 - alpha) * ex.test_mu[a] + alpha * ex.test_mu[b]
-        return {"images": [image_b64(img) for img in ex.decode(z)]}
-
-    @app.post("/api/encode")
-    def encode(req: EncodeRequest) -> dict[str, Any]:
-        x = torch.tensor(req.image, dtype=torch.float32).reshape(1, 28, 28)
-        mu = ex.encode(x)
-        recon = ex.decode(mu.clamp(-Z_LIMIT, Z_LIMIT))[0]
-        xy = ex.project(mu)[0]
-        dist = (ex.test_mu - mu).pow(2).sum(1)
-        near = dist.topk(min(N_NEIGHBOURS, len(dist)), largest=False).indices
-        return {
-            "mu": [round(float(v), 4) for v in mu[0]],
-            "image": image_b64(recon),
-            "xy": [round(float(xy[0]), 3), round(float(xy[1]), 3)],
-            "neighbours": [{"index": int(i), "label": int(ex.test_labels[i])} for i in near],
-        }
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException is a subclass
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
-    """A bound, listening TCP socket (port 0 picks a free one); OSError if the address is taken."""
+    """A bound, listening TCP socket (port 0 picks a free one); OSError if the address is taken.
+
+    The protocol is named (IPPROTO_TCP, not 0) because asyncio only sets TCP_NODELAY on accepted
+    connections whose socket says TCP; without it, Nagle's algorithm and delayed ACKs add about
+    40 ms to every answer on a kept-alive connection, i.e. to every slider move in a browser.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

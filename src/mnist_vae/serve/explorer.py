@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fastapi import HTTPException
 
 from ..data import load_dataset, prepare_data
+from ..evaluation.latent import ACTIVE_THRESHOLD, active_units
 from ..runs.folder import Run
 from .images import png_gray
 
@@ -53,7 +53,13 @@ class Explorer:
         self.test_x = data.test_x
         self.test_labels = data.test_labels.cpu()
         with torch.no_grad():
-            self.test_mu = torch.cat([self.model.encode(b)[0].float() for b in self.test_x.split(500)])
+            codes = [self.model.encode(b) for b in self.test_x.split(500)]
+        self.test_mu = torch.cat([mu.float() for mu, _ in codes]) if codes else torch.zeros(0, self.latent_dim)
+        logvar = torch.cat([lv.float() for _, lv in codes]) if codes else torch.zeros(0, self.latent_dim)
+        self.active, self.variance, self.kl = _activity(self.test_mu, logvar)
+        # Sliders: active dimensions first (in index order), then the inactive ones, at most MAX_SLIDERS.
+        order = [d for d in range(self.latent_dim) if self.active[d]] + [d for d in range(self.latent_dim) if not self.active[d]]
+        self.slider_dims = order[:MAX_SLIDERS]
         self.pca_mean, self.pca_axes = _pca2(self.test_mu)
         self.test_xy = self.project(self.test_mu)
         lo = torch.quantile(self.test_mu, 0.001, dim=0) if len(self.test_mu) else torch.zeros(self.latent_dim)
@@ -79,12 +85,6 @@ class Explorer:
         """Codes [B, D] -> their coordinates [B, 2] on the test codes' two principal axes."""
         return (mu - self.pca_mean) @ self.pca_axes
 
-    def check_index(self, i: int, name: str) -> int:
-        n = len(self.test_x)
-        if not 0 <= i < n:
-            raise HTTPException(422, f"{name}: test index {i} is out of range 0..{n - 1}")
-        return i
-
     # --- precomputed figures ---------------------------------------------------------------
 
     def _manifold(self) -> bytes:
@@ -108,15 +108,20 @@ class Explorer:
     def info(self) -> dict[str, Any]:
         """Run facts and what the page needs to lay itself out."""
         cfg, last = self.run.config, (self.run.history[-1] if self.run.history else {})
-        n_show = min(MAX_SLIDERS, self.latent_dim)
         return {
             "name": cfg.name,
             "description": cfg.description,
             "run": self.run.path.name,
             "latent_dim": self.latent_dim,
-            "sliders": n_show,
+            "sliders": len(self.slider_dims),
+            "slider_dims": self.slider_dims,
             "slider_min": [round(float(v), 3) for v in self.slider_lo],
             "slider_max": [round(float(v), 3) for v in self.slider_hi],
+            "active": self.active,
+            "latent_variance": [float(f"{v:.6g}") for v in self.variance],
+            "latent_kl": [float(f"{v:.6g}") for v in self.kl],
+            "active_threshold": ACTIVE_THRESHOLD,
+            "n_active": sum(self.active),
             "z_limit": Z_LIMIT,
             "max_samples": MAX_SAMPLES,
             "max_steps": MAX_STEPS,
@@ -150,6 +155,18 @@ class Explorer:
             "index": [int(i) for i in keep],
             "n_test": n,
         }
+
+
+def _activity(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[list[bool], list[float], list[float]]:
+    """Per latent dimension: active?, Var over the test digits of μ_d, and the mean KL(q(z_d|x) ‖ N(0, 1)).
+
+    A dimension is active when the encoder's mean moves with the image: Var_x μ_d > 0.01 (Burda et
+    al.'s rule, as ``mnist-vae evaluate`` counts active units). An inactive one carries no
+    information (its KL is close to 0) and the decoder has learnt to ignore it.
+    """
+    _, variance = active_units(mu)
+    kl = (0.5 * (mu.double() ** 2 + logvar.double().exp() - logvar.double() - 1)).mean(0) if len(mu) else torch.zeros(mu.shape[1])
+    return [v > ACTIVE_THRESHOLD for v in variance], variance, [float(v) for v in kl]
 
 
 def _pca2(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

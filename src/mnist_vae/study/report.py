@@ -1,4 +1,8 @@
-"""The study's report: findings computed from the table, written as Markdown and as self-contained HTML."""
+"""The study's report: every metric as mean ± 95% interval over seeds, the claim table, the figures.
+
+:func:`summarize` turns the per-seed rows into data (the table and the claims); :func:`write_report`
+renders that data as ``report.md`` and a self-contained ``report.html`` (figures embedded).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_text
+from ..presets import kind_of
+from .claims import evaluate_claims
+from .stats import interval
 
 FIGURES = (
     ("reconstructions.png", "Reconstructions (top: test digits, bottom: decoded μ)"),
@@ -17,193 +24,202 @@ FIGURES = (
     ("samples_over_training.png", "The same z decoded over training"),
 )
 
-#: (key, header, format) of the report table's columns, in order.
+#: (key, header, format) of the report table's columns, in order; each cell is mean ± 95% half-width.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("parameters", "parameters", "{:,d}"),
     ("train_seconds", "train s", "{:.0f}"),
     ("images_per_second", "img/s", "{:.0f}"),
     ("elbo", "test −ELBO", "{:.2f}"),
     ("recon", "recon", "{:.2f}"),
     ("kl", "KL", "{:.2f}"),
     ("nll", "NLL", "{:.2f}"),
-    ("active_units", "active units", "{:d}"),
+    ("active_units", "active units", "{:.1f}"),
     ("probe_accuracy", "probe acc.", "{:.3f}"),
-    ("coverage", "coverage", "{:d}"),
+    ("recon_accuracy", "recon. read right", "{:.3f}"),
+    ("coverage", "coverage", "{:.1f}"),
     ("blank_rate", "blank rate", "{:.3f}"),
-    ("frechet", "Fréchet", "{:.2f}"),
+    ("frechet", "Fréchet", "{:.1f}"),
+)
+SUMMARY_FIGURES = (
+    ("curves.png", "Test −ELBO per epoch (line: mean over seeds; band: lowest to highest seed)"),
+    ("nll.png", "NLL per configuration: mean and 95% interval over seeds (lower is better)"),
 )
 
 
-# --- findings ------------------------------------------------------------------------------------
-
-
-def _epochs_to(history: list[float], target: float) -> int | None:
-    return next((i + 1 for i, v in enumerate(history) if v <= target), None)
-
-
-def findings(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(question, answer) pairs computed from the table; "not measured" when a configuration is missing."""
-    by = {r["config"]: r for r in rows}
-    out: list[tuple[str, str]] = []
-
-    def need(*names: str) -> str | None:
-        missing = [n for n in names if n not in by]
-        return f"not measured: the study does not include {', '.join(missing)}." if missing else None
-
-    q = "Does dropout hurt?"
-    ans = need("dropout", "baseline")
-    if ans is None:
-        d, b = by["dropout"], by["baseline"]
-        worse = d["nll"] > b["nll"] and d["elbo"] > b["elbo"]
-        better = d["nll"] < b["nll"] and d["elbo"] < b["elbo"]
-        verdict = "Yes" if worse else "No" if better else "Mixed"
-        ans = (
-            f"{verdict}: test −ELBO {d['elbo']:.2f} with dropout vs {b['elbo']:.2f} for baseline; "
-            f"NLL {d['nll']:.2f} ± {d['nll_stderr']:.2f} vs {b['nll']:.2f} ± {b['nll_stderr']:.2f} (lower is better)."
+def summarize(rows: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
+    """The study as data: per-configuration intervals, the claims, and the per-seed rows."""
+    names = list(dict.fromkeys(r["config"] for r in rows))
+    table = []
+    for name in names:
+        mine = [r for r in rows if r["config"] == name]
+        cells = {key: _interval_dict([float(r[key]) for r in mine]) for key, _, _ in COLUMNS}
+        table.append(
+            {
+                "config": name,
+                "kind": kind_of(name.split("[")[0]),
+                "seeds": [r["seed"] for r in mine],
+                "parameters": mine[0]["parameters"],
+                "latent_dim": mine[0]["latent_dim"],
+                **cells,
+            }
         )
-    out.append((q, ans))
-
-    q = "Does the deeper decoder sharpen reconstructions?"
-    ans = need("deeper-decoder", "baseline")
-    if ans is None:
-        d, b = by["deeper-decoder"], by["baseline"]
-        verdict = "Yes" if d["recon_mu"] < b["recon_mu"] else "No"
-        ans = (
-            f"{verdict}: reconstruction BCE with z = μ {d['recon_mu']:.2f} for deeper-decoder vs {b['recon_mu']:.2f} "
-            f"for baseline (lower = closer to the input); test −ELBO {d['elbo']:.2f} vs {b['elbo']:.2f}."
-        )
-    out.append((q, ans))
-
-    q = "Does `optimized` cover all ten digits?"
-    ans = need("optimized")
-    if ans is None:
-        o = by["optimized"]
-        total = sum(o["histogram"]) or 1
-        smallest = min(range(10), key=lambda c: o["histogram"][c])
-        verdict = "Yes" if o["coverage"] == 10 else "No"
-        ans = (
-            f"{verdict}: {o['coverage']} of 10 classes receive at least 5% of its samples; the rarest digit, "
-            f"{smallest}, gets {100 * o['histogram'][smallest] / total:.1f}%; histogram entropy {o['entropy']:.3f} of 1; "
-            f"{100 * o['blank_rate']:.1f}% blank or unreadable."
-        )
-    out.append((q, ans))
-
-    q = "Does the LSTM encoder beat the dense encoder?"
-    ans = need("optimized", "dense-encoder")
-    if ans is None:
-        o, d = by["optimized"], by["dense-encoder"]
-        wins = [o["nll"] < d["nll"], o["elbo"] < d["elbo"], o["probe_accuracy"] > d["probe_accuracy"]]
-        verdict = "Yes" if all(wins) else "No" if not any(wins) else "Mixed"
-        ans = (
-            f"{verdict} (same decoder, `optimized` vs `dense-encoder`): NLL {o['nll']:.2f} vs {d['nll']:.2f}; "
-            f"test −ELBO {o['elbo']:.2f} vs {d['elbo']:.2f}; probe accuracy {o['probe_accuracy']:.3f} vs {d['probe_accuracy']:.3f}; "
-            f"{o['images_per_second']:.0f} vs {d['images_per_second']:.0f} training images/s."
-        )
-    out.append((q, ans))
-
-    q = "Does lr 0.001 converge faster?"
-    ans = need("fast-lr", "baseline")
-    if ans is None:
-        f, b = by["fast-lr"], by["baseline"]
-        hf, hb = f["test_loss_history"], b["test_loss_history"]
-        target = 1.01 * max(hf[-1], hb[-1])  # within 1% of the worse final loss: a level both runs reach
-        ef, eb = _epochs_to(hf, target), _epochs_to(hb, target)
-        assert ef is not None and eb is not None  # both histories reach a level within 1% of the worse final loss
-        verdict = "Yes" if ef < eb else "No" if ef > eb else "Equally fast"
-        early = min(5, len(hf), len(hb))
-        ans = (
-            f"{verdict}: to reach test −ELBO {target:.2f} lr 0.001 (`fast-lr`) needs {ef} epoch(s), lr 0.0005 (`baseline`) {eb}; "
-            f"after epoch {early}: {hf[early - 1]:.2f} vs {hb[early - 1]:.2f}; final: {hf[-1]:.2f} vs {hb[-1]:.2f}."
-        )
-    out.append((q, ans))
-    return out
+    return {"meta": meta, "table": table, "claims": evaluate_claims(rows), "rows": rows}
 
 
-# --- report writing ------------------------------------------------------------------------------
+def _interval_dict(values: list[float]) -> dict[str, Any]:
+    iv = interval(values)
+    return {"mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "sd": iv.sd, "n": iv.n, "values": list(iv.values)}
 
 
-def _fmt(row: dict[str, Any], key: str, fmt: str) -> str:
-    v = row[key]
-    if isinstance(v, float) and not math.isfinite(v):
+def _cell(cell: dict[str, Any], fmt: str) -> str:
+    m, lo, hi = cell["mean"], cell["lo"], cell["hi"]
+    if not math.isfinite(m):
         return "n/a"
-    s = fmt.format(v)
-    if key == "nll":
-        s += f" ± {row['nll_stderr']:.2f}"
-    if key == "active_units":
-        s += f"/{row['latent_dim']}"
-    return s
+    if cell["n"] < 2 or not (math.isfinite(lo) and math.isfinite(hi)):
+        return fmt.format(m)
+    return f"{fmt.format(m)} ± {fmt.format((hi - lo) / 2)}"
 
 
 def _intro(meta: dict[str, Any]) -> list[str]:
-    ds = meta["dataset"]
+    ds, seeds = meta["dataset"], meta["seeds"]
     lines = [
-        f"Dataset: {ds['name']} ({ds['n_train']:,} train / {ds['n_test']:,} test, sha256 {ds['sha256'][:12]}…); "
-        f"{meta['epochs']} epochs; seed {meta['seed']}; binarization: {meta['binarize']}.",
-        f"NLL: importance-weighted bound with K = {meta['k']} (decoder in {meta['precision']}), ± one standard error over test images. "
-        f"Samples: {meta['n_samples']:,} per configuration, judged by a CNN with test accuracy {meta['classifier_accuracy']:.4f}; "
-        f"Fréchet distance on its penultimate features, train-vs-test floor {meta['frechet_floor']:.2f}.",
-        "Lower is better for −ELBO, reconstruction, NLL, blank rate and Fréchet; higher for probe accuracy and coverage (of 10).",
+        f"Dataset: {ds['name']} ({ds['n_train']:,} train / {ds['n_test']:,} test, sha256 {ds['sha256'][:12]}…); {meta['epochs']} epochs; "
+        f"{len(seeds)} training seed(s) per configuration ({', '.join(map(str, seeds))}); binarization: {meta['binarize']}; "
+        f"training precision {', '.join(meta['train_precisions'])}, device {meta['device']}.",
+        f"Every number is the mean over seeds ± the half-width of its 95% Student-t interval. NLL: importance-weighted bound with "
+        f"K = {meta['k']} (decoder in {meta['precision']}). Samples: {meta['n_samples']:,} per run, judged by a CNN with test accuracy "
+        f"{meta['classifier_accuracy']:.4f}; Fréchet distance on its features, train-vs-test floor {meta['frechet_floor']:.2f}.",
+        "Lower is better for −ELBO, reconstruction, NLL, blank rate and Fréchet; higher for probe accuracy, reconstructions read "
+        "right and coverage (of 10). `mlp-vae` is the reference: the standard MLP VAE of pytorch/examples.",
     ]
     if "wall_seconds" in meta:
         lines.append(
-            f"This study ran in {meta['wall_seconds'] / 60:.1f} min with {meta['jobs']} job(s); the largest peak resident "
-            f"memory of any of its processes was {meta.get('peak_rss_mb', float('nan')):,.0f} MB."
+            f"This study ran in {meta['wall_seconds'] / 60:.1f} min with {meta['jobs']} job(s) ({meta['executor']} executor); the "
+            f"largest peak resident memory of any of its processes was {meta.get('peak_rss_mb', float('nan')):,.0f} MB."
         )
     if meta["binarize"] == "none":
         lines.append(
-            "Pixels are grey (not binarized): BCE on grey pixels is not a proper likelihood, so the NLL compares "
-            "these configurations with each other, not with published MNIST numbers (use --binarize dynamic for those)."
+            "Pixels are grey (not binarized): BCE on grey pixels is not a proper likelihood, so the NLL compares these "
+            "configurations with each other, not with published MNIST numbers (use --binarize dynamic for those)."
         )
     return lines
 
 
-def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``out/report.md`` and the self-contained ``out/report.html``; returns both paths."""
+def _table_lines(result: dict[str, Any]) -> list[list[str]]:
+    head = ["configuration", "kind", "parameters"] + [h for _, h, _ in COLUMNS]
+    body = [[t["config"], t["kind"], f"{t['parameters']:,d}"] + [_cell(t[k], f) for k, _, f in COLUMNS] for t in result["table"]]
+    return [head, *body]
+
+
+def _verdict_text(c: dict[str, Any]) -> str:
+    v = c["verdict"]
+    if v == "not measured":
+        return f"not measured: {c['why']}"
+    if v == "inconclusive" and c.get("more_seeds"):
+        return f"inconclusive (about {c['more_seeds']} more seed{'s' if c['more_seeds'] != 1 else ''} would likely settle it)"
+    return v
+
+
+def _claim_lines(claims: list[dict[str, Any]], sources: tuple[str, ...]) -> list[list[str]]:
+    head = ["configuration", "claim", "measured as", "effect [95% CI]", "verdict"]
+    body = [[c["config"], c["claim"], c["measure"], c.get("text", "—"), _verdict_text(c)] for c in claims if c["source"] in sources]
+    return [head, *body]
+
+
+def _md_table(lines: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(lines[0])]
+    return out + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in lines[1:]]
+
+
+def _html_table(lines: list[list[str]]) -> str:
+    e = html.escape
+    rows = ["<tr>" + "".join(f"<th>{e(h)}</th>" for h in lines[0]) + "</tr>"]
+    rows += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>" for row in lines[1:]]
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _summary_figures(out: Path, result: dict[str, Any]) -> None:
+    from ..viz import plots
+
+    rows, table = result["rows"], result["table"]
+    names = [t["config"] for t in table]
+    series = {n: [r["test_loss_history"] for r in rows if r["config"] == n] for n in names}
+    finals = [min(h) for runs in series.values() for h in runs]
+    plots.curves_with_bands(series, out / "curves.png", "test −ELBO per epoch", "nats per image", low=min(finals) - 5 if finals else None)
+    nll = [t["nll"] for t in table]
+    marked = {t["config"]: "reference" for t in table if t["kind"] == "reference"}
+    plots.interval_dots(
+        names,
+        [c["mean"] for c in nll],
+        [c["lo"] for c in nll],
+        [c["hi"] for c in nll],
+        out / "nll.png",
+        marked,
+        "NLL per configuration, mean and 95% interval over seeds",
+        "nats per image",
+    )
+
+
+def _first_run(result: dict[str, Any], name: str) -> str:
+    """The run folder (relative to the study) whose figures represent ``name``: its lowest seed."""
+    run = min((r for r in result["rows"] if r["config"] == name), key=lambda r: r["seed"])["run"]
+    parts = Path(run).parts
+    return "/".join(parts[parts.index("runs") :]) if "runs" in parts else run
+
+
+def write_report(out: Path, result: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``out/report.md`` and the self-contained ``out/report.html`` (and the two summary figures)."""
     out = Path(out)
-    heads = ["configuration"] + [h for _, h, _ in COLUMNS]
-    md = ["# mnist-vae study", "", *(_intro(meta)), "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    md += ["| " + " | ".join([r["config"]] + [_fmt(r, k, f) for k, _, f in COLUMNS]) + " |" for r in rows]
-    md += ["", "## Figures", ""]
+    _summary_figures(out, result)
+    names = [t["config"] for t in result["table"]]
+    sections = [
+        ("Claims of the original write-up", _claim_lines(result["claims"], ("write-up", "finding"))),
+        ("Beyond the write-up", _claim_lines(result["claims"], ("beyond",))),
+    ]
+    md = ["# mnist-vae study", "", *_intro(result["meta"]), ""]
+    md += [line for fname, title in SUMMARY_FIGURES for line in (f"### {title}", "", f"![{title}]({fname})", "")]
+    md += ["## Results", "", *_md_table(_table_lines(result)), ""]
+    for title, lines in sections:
+        md += [f"## {title}", "", *_md_table(lines), ""]
+    md += ["## Figures of each configuration (lowest seed)", ""]
     for fname, title in FIGURES:
         md += [
             f"### {title}",
             "",
-            "| " + " | ".join(r["config"] for r in rows) + " |",
-            "|" + "---|" * len(rows),
-            "| " + " | ".join(f"![{r['config']}](runs/{r['config']}/{fname})" for r in rows) + " |",
+            "| " + " | ".join(names) + " |",
+            "|" + "---|" * len(names),
+            "| " + " | ".join(f"![{n}]({_first_run(result, n)}/{fname})" for n in names) + " |",
             "",
         ]
-    md += ["## Findings", ""]
-    md += [f"- **{q}** {a}" for q, a in findings(rows)]
-    md.append("")
     md_path = out / "report.md"
     atomic_write_text(md_path, "\n".join(md))
+    html_path = out / "report.html"
+    atomic_write_text(html_path, _html(out, result, names, sections))
+    return md_path, html_path
 
+
+def _img(path: Path, alt: str) -> str:
+    if not path.exists():
+        return "<p>(missing)</p>"
+    return f"<img src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode('ascii')}' alt='{html.escape(alt)}'>"
+
+
+def _html(out: Path, result: dict[str, Any], names: list[str], sections: list[tuple[str, list[list[str]]]]) -> str:
     e = html.escape
     page = [
         "<!doctype html><html><head><meta charset='utf-8'><title>mnist-vae study</title><style>",
-        "body{font-family:sans-serif;margin:2em;max-width:100%} table{border-collapse:collapse} "
+        "body{font-family:sans-serif;margin:2em;max-width:100%} table{border-collapse:collapse;margin-bottom:1em} "
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right} td:first-child,th:first-child{text-align:left} "
         ".figs{display:flex;gap:12px;overflow-x:auto} .figs figure{margin:0} .figs img{max-width:360px} "
-        "figcaption{text-align:center;font-weight:bold}",
+        ".summary img{max-width:900px} figcaption{text-align:center;font-weight:bold}",
         "</style></head><body><h1>mnist-vae study</h1>",
     ]
-    page += [f"<p>{e(line)}</p>" for line in _intro(meta)]
-    page.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in heads) + "</tr>")
-    for r in rows:
-        page.append("<tr>" + "".join(f"<td>{e(v)}</td>" for v in [r["config"]] + [_fmt(r, k, f) for k, _, f in COLUMNS]) + "</tr>")
-    page.append("</table><h2>Figures</h2>")
+    page += [f"<p>{e(line)}</p>" for line in _intro(result["meta"])]
+    page += [f"<h3>{e(title)}</h3><div class='summary'>{_img(out / fname, title)}</div>" for fname, title in SUMMARY_FIGURES]
+    page += ["<h2>Results</h2>", _html_table(_table_lines(result))]
+    page += [f"<h2>{e(title)}</h2>{_html_table(lines)}" for title, lines in sections]
+    page.append("<h2>Figures of each configuration (lowest seed)</h2>")
     for fname, title in FIGURES:
-        page.append(f"<h3>{e(title)}</h3><div class='figs'>")
-        for r in rows:
-            img = out / "runs" / r["config"] / fname
-            src = ("data:image/png;base64," + base64.b64encode(img.read_bytes()).decode("ascii")) if img.exists() else ""
-            body = f"<img src='{src}' alt='{e(r['config'])}'>" if src else "<p>(missing)</p>"
-            page.append(f"<figure><figcaption>{e(r['config'])}</figcaption>{body}</figure>")
-        page.append("</div>")
-    page.append("<h2>Findings</h2><ul>")
-    page += [f"<li><b>{e(q)}</b> {e(a)}</li>" for q, a in findings(rows)]
-    page.append("</ul></body></html>")
-    html_path = out / "report.html"
-    atomic_write_text(html_path, "\n".join(page))
-    return md_path, html_path
+        figs = "".join(f"<figure><figcaption>{e(n)}</figcaption>{_img(out / _first_run(result, n) / fname, n)}</figure>" for n in names)
+        page.append(f"<h3>{e(title)}</h3><div class='figs'>{figs}</div>")
+    page.append("</body></html>")
+    return "\n".join(page)

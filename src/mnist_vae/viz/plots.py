@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 
 from ..io import atomic_path
 from .tiles import tile
@@ -65,5 +66,62 @@ def loss_curves(history: Sequence[dict[str, float]], path: Path, title: str = ""
     axes[0].legend()
     if title:
         fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def curves_with_bands(
+    series: dict[str, list[list[float]]], path: Path, title: str = "", ylabel: str = "", low: float | None = None
+) -> Path:
+    """One line per name: the mean over its runs per epoch, with a band from the lowest to the highest run.
+
+    ``series[name]`` holds one per-epoch curve per run (seed); curves of unequal length are cut to
+    the shortest. ``low`` clips the y axis from below (the first epochs can dwarf the rest).
+    """
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name, runs in series.items():
+        n = min(len(r) for r in runs)
+        arr = np.array([r[:n] for r in runs], dtype=np.float64)
+        epochs = np.arange(1, n + 1)
+        (line,) = ax.plot(epochs, arr.mean(0), lw=1.6, label=f"{name} ({len(runs)} seed{'s' if len(runs) != 1 else ''})")
+        if len(runs) > 1:
+            ax.fill_between(epochs, arr.min(0), arr.max(0), color=line.get_color(), alpha=0.18, lw=0)
+    if low is not None:
+        ax.set_ylim(bottom=low)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    if title:
+        ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def interval_dots(
+    names: Sequence[str],
+    means: Sequence[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    path: Path,
+    marked: dict[str, str] | None = None,
+    title: str = "",
+    xlabel: str = "",
+) -> Path:
+    """A dot per name at its mean with a bar over its interval; ``marked`` names get a label and their own colour."""
+    marked = marked or {}
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.2))
+    y = np.arange(len(names))[::-1]
+    for yi, name, m, lo, hi in zip(y, names, means, lows, highs):
+        colour = "tab:red" if name in marked else "tab:blue"
+        finite = np.isfinite([lo, hi]).all()
+        ax.errorbar([m], [yi], xerr=[[m - lo], [hi - m]] if finite else None, fmt="o", color=colour, capsize=4, ms=5)
+        if name in marked:
+            ax.axvline(m, color=colour, lw=0.8, ls="--", alpha=0.6)
+    ax.set_yticks(y, [f"{n} ({marked[n]})" if n in marked else n for n in names], fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=11)
     fig.tight_layout()
     return _save(fig, path)

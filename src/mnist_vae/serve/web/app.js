@@ -104,28 +104,55 @@ const decodeLatent = coalesced(async (z) => {
   $("latent-z").textContent = zText(z);
 });
 
+// One slider per shown dimension, in INFO.slider_dims order: the active dimensions first, then the
+// inactive ones (Var over the test digits of μ_d below the threshold: the decoder ignores them),
+// greyed under a heading that says so. Each slider's id names its dimension: #z-<d>.
+function sliderRow(d) {
+  const active = INFO.active[d];
+  const name = document.createElement("span"); name.textContent = `z${d + 1}`;
+  const input = document.createElement("input");
+  Object.assign(input, { type: "range", min: INFO.slider_min[d], max: INFO.slider_max[d], step: 0.01, id: `z-${d}` });
+  input.dataset.dim = String(d);
+  input.dataset.active = active ? "1" : "0";
+  input.setAttribute("aria-label", `latent dimension ${d + 1}` + (active ? "" : " (inactive: moves nothing)"));
+  const val = document.createElement("span"); val.className = "val"; val.id = `z-${d}-val`;
+  const sig = (v) => Number(v).toPrecision(2);
+  const title = `z${d + 1}: Var of μ over the test digits ${sig(INFO.latent_variance[d])}, KL ${sig(INFO.latent_kl[d])} nats`;
+  for (const el of [name, input, val]) {
+    el.title = title;
+    if (!active) el.classList.add("inactive");
+  }
+  input.addEventListener("input", () => {
+    zCur[d] = Number(input.value);
+    val.textContent = fmt(zCur[d]);
+    decodeLatent(zCur.slice());
+  });
+  return [name, input, val];
+}
+
+function sliderGroup(id, text) {
+  const head = document.createElement("div");
+  head.className = "slider-group"; head.id = id; head.textContent = text;
+  return head;
+}
+
 function buildSliders() {
   const box = $("sliders");
   box.innerHTML = "";
-  for (let i = 0; i < INFO.sliders; i++) {
-    const name = document.createElement("span"); name.textContent = `z${i + 1}`;
-    const input = document.createElement("input");
-    Object.assign(input, { type: "range", min: INFO.slider_min[i], max: INFO.slider_max[i], step: 0.01, id: `z-${i}` });
-    input.setAttribute("aria-label", `latent dimension ${i + 1}`);
-    const val = document.createElement("span"); val.className = "val"; val.id = `z-${i}-val`;
-    input.addEventListener("input", () => {
-      zCur[i] = Number(input.value);
-      val.textContent = fmt(zCur[i]);
-      decodeLatent(zCur.slice());
-    });
-    box.append(name, input, val);
-  }
+  const shown = INFO.slider_dims, nActive = shown.filter((d) => INFO.active[d]).length;
+  if (nActive) box.append(sliderGroup("active-head", `active (${INFO.n_active} of ${INFO.latent_dim}): these carry the digit`));
+  shown.forEach((d, k) => {
+    if (k === nActive) {
+      box.append(sliderGroup("inactive-head", `inactive: moves nothing (Var of μ over the test digits < ${INFO.active_threshold}; the decoder ignores it)`));
+    }
+    box.append(...sliderRow(d));
+  });
 }
 
 function syncSliders() {
-  for (let i = 0; i < INFO.sliders; i++) {
-    $(`z-${i}`).value = zCur[i];
-    $(`z-${i}-val`).textContent = fmt(zCur[i]);
+  for (const d of INFO.slider_dims) {
+    $(`z-${d}`).value = zCur[d];
+    $(`z-${d}-val`).textContent = fmt(zCur[d]);
   }
 }
 
@@ -179,8 +206,8 @@ function initLatent() {
   $("latent-hint").textContent = INFO.manifold
     ? "click or drag on the plane of the 2-D latent space"
     : INFO.latent_dim > INFO.sliders
-      ? `the first ${INFO.sliders} of ${INFO.latent_dim} dimensions; the rest stay at the digit's code`
-      : `one slider per latent dimension (${INFO.latent_dim})`;
+      ? `${INFO.sliders} of ${INFO.latent_dim} dimensions, active ones first; the rest stay at the digit's code`
+      : `one slider per latent dimension (${INFO.latent_dim}), active ones first`;
   const sel = $("start-class");
   for (let c = 0; c < 10; c++) sel.add(new Option(String(c), String(c)));
   if (INFO.manifold) initPlane(); else buildSliders();
@@ -279,7 +306,7 @@ function drawMuBars(mu) {
   const lim = Math.max(3, ...mu.map(Math.abs)), bw = W / mu.length, mid = H / 2;
   ctx.strokeStyle = "#c9ced6"; ctx.beginPath(); ctx.moveTo(0, mid); ctx.lineTo(W, mid); ctx.stroke();
   mu.forEach((v, i) => {
-    ctx.fillStyle = v >= 0 ? "#2f6fdf" : "#e4572e";
+    ctx.fillStyle = !INFO.active[i] ? "#c9ced6" : v >= 0 ? "#2f6fdf" : "#e4572e";  // grey: an inactive dimension
     const h = (v / lim) * (mid - 4);
     ctx.fillRect(i * bw + 1, v >= 0 ? mid - h : mid, Math.max(1, bw - 2), Math.abs(h));
   });

@@ -1,0 +1,111 @@
+"""Intervals over training seeds: Student-t confidence intervals, paired differences and their verdicts.
+
+The unit of replication is the training seed. A comparison of configurations A and B uses the
+per-seed differences d_s = A_s − B_s (same seed: same initial weights, data order and noise), so
+the seed-to-seed spread that A and B share cancels.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Literal
+
+#: Two-sided 95% quantiles of Student's t, t_{0.975}(df), for df = 1..30.
+_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+         2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+         2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)  # fmt: skip
+_Z975 = 1.959963984540054
+
+Direction = Literal["less", "greater", "differs"]
+
+
+def t975(df: int) -> float:
+    """t_{0.975} with ``df`` degrees of freedom (a table to 30, then the Cornish-Fisher expansion, error < 1e-4)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = _Z975
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean of ``values`` with its 95% t-interval [lo, hi]; n = 1 gives an unbounded interval."""
+
+    values: tuple[float, ...]
+    mean: float
+    sd: float
+    lo: float
+    hi: float
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def half(self) -> float:
+        return (self.hi - self.lo) / 2
+
+    def text(self, fmt: str = "{:.2f}") -> str:
+        """``mean ± half-width`` (just the mean for one seed)."""
+        if self.n < 2 or not math.isfinite(self.half):
+            return fmt.format(self.mean)
+        return f"{fmt.format(self.mean)} ± {fmt.format(self.half)}"
+
+
+def interval(values: list[float] | tuple[float, ...]) -> Interval:
+    """The mean and 95% Student-t confidence interval of ``values`` (NaNs are dropped)."""
+    vals = tuple(float(v) for v in values if v is not None and math.isfinite(float(v)))
+    if not vals:
+        return Interval((), math.nan, math.nan, math.nan, math.nan)
+    mean = statistics.fmean(vals)
+    if len(vals) < 2:
+        return Interval(vals, mean, math.nan, -math.inf, math.inf)
+    sd = statistics.stdev(vals)
+    half = t975(len(vals) - 1) * sd / math.sqrt(len(vals))
+    return Interval(vals, mean, sd, mean - half, mean + half)
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> Interval:
+    """The interval of the per-seed differences a_s − b_s over the seeds both have."""
+    seeds = sorted(set(a) & set(b))
+    return interval([a[s] - b[s] for s in seeds])
+
+
+def verdict(diff: Interval, direction: Direction, threshold: float = 0.0) -> str:
+    """supported / contradicted / inconclusive for the claim "diff is ``direction`` than ``threshold``".
+
+    Supported: the 95% interval lies entirely on the claimed side; contradicted: entirely on the
+    other side; inconclusive: it contains the threshold (or there is only one seed).
+    """
+    if diff.n == 0:
+        return "not measured"
+    if diff.n < 2:
+        return "inconclusive: one seed"
+    lo, hi = diff.lo - threshold, diff.hi - threshold
+    if direction == "differs":
+        return "supported" if lo > 0 or hi < 0 else "inconclusive"
+    below, above = hi < 0, lo > 0
+    if direction == "less":
+        return "supported" if below else "contradicted" if above else "inconclusive"
+    return "supported" if above else "contradicted" if below else "inconclusive"
+
+
+def seeds_needed(diff: Interval, threshold: float = 0.0, limit: int = 200) -> int | None:
+    """About how many seeds in all would make the interval exclude ``threshold``, if mean and spread stay as observed.
+
+    None when it cannot be told (fewer than two seeds, no spread, or the mean sits on the threshold);
+    ``limit`` when even that many would not do.
+    """
+    if diff.n < 2 or not math.isfinite(diff.sd) or diff.sd == 0:
+        return None
+    gap = abs(diff.mean - threshold)
+    if gap == 0:
+        return None
+    for n in range(max(diff.n, 2), limit + 1):
+        if t975(n - 1) * diff.sd / math.sqrt(n) < gap:
+            return n
+    return limit

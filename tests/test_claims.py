@@ -1,0 +1,103 @@
+"""Intervals over seeds, verdicts and each claim's measurement, on hand-made numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mnist_vae.study.claims import CLAIMS, convergence_gap, epochs_to, evaluate_claims, roughness, stabilised_epoch
+from mnist_vae.study.stats import interval, paired, seeds_needed, t975, verdict
+
+
+def test_t_quantiles_and_interval_match_known_values():
+    assert t975(1) == pytest.approx(12.7062, abs=1e-4) and t975(10) == pytest.approx(2.2281, abs=1e-4)
+    assert t975(60) == pytest.approx(2.0003, abs=2e-4) and t975(120) == pytest.approx(1.9799, abs=2e-4)
+    iv = interval([1, 2, 3, 4, 5])  # mean 3, sd sqrt(2.5), t(4) = 2.7764
+    assert iv.mean == 3 and iv.sd == pytest.approx(math.sqrt(2.5))
+    assert (iv.lo, iv.hi) == pytest.approx((3 - 1.96324, 3 + 1.96324), abs=1e-4)
+    one = interval([7.0])
+    assert one.n == 1 and one.lo == -math.inf and one.text() == "7.00"
+
+
+def test_paired_verdicts_clear_win_clear_loss_and_overlap():
+    base = {0: 100.0, 1: 104.0, 2: 98.0}
+    win = paired({0: 99.0, 1: 103.2, 2: 96.9}, base)  # 1 nat better on every seed, despite 6 nats of seed spread
+    assert win.mean == pytest.approx(-0.9667, abs=1e-3) and win.hi < 0
+    assert verdict(win, "less") == "supported" and verdict(win, "greater") == "contradicted" and verdict(win, "differs") == "supported"
+    loss = paired({0: 102.0, 1: 105.5, 2: 100.1}, base)
+    assert verdict(loss, "less") == "contradicted" and verdict(loss, "greater") == "supported"
+    overlap = paired({0: 101.0, 1: 103.0, 2: 98.5}, base)
+    assert overlap.lo < 0 < overlap.hi and verdict(overlap, "less") == "inconclusive" == verdict(overlap, "differs")
+    assert verdict(paired({0: 1.0}, {0: 0.0}), "greater") == "inconclusive: one seed"
+    assert verdict(paired({}, {}), "less") == "not measured"
+
+
+def test_seeds_needed_from_the_observed_spread():
+    d = interval([0.8, 1.9, 1.2])  # mean 1.3, sd 0.557: 3 seeds do not exclude 0, 4 would
+    assert verdict(d, "greater") == "inconclusive" and seeds_needed(d) == 4
+    assert seeds_needed(interval([1.0, 1.0])) is None  # no spread: cannot tell
+    assert seeds_needed(interval([-1.0, 1.0])) is None  # mean on the threshold
+    assert verdict(interval([0.2, 0.3, 0.25]), "greater", threshold=0.1) == "supported"
+
+
+def test_measurements_on_hand_made_histories():
+    assert stabilised_epoch([200, 150, 120, 105, 101, 100.5, 100.0]) == 5  # 101 is within 2% of 100
+    assert roughness([9, 9, 9, 9, 9, 1, 2, 3, 4]) == 0.0  # a straight line after epoch 5
+    assert roughness([0] * 5 + [1, 3, 1, 3]) == pytest.approx(4.0)
+    assert epochs_to([130, 105, 101, 99], 101.5) == 3 and math.isnan(epochs_to([130, 120], 100))
+    fast, slow = {"test_loss_history": [130.0, 105.0, 101.0, 99.0]}, {"test_loss_history": [150.0, 120.0, 110.0, 100.0]}
+    assert convergence_gap(fast, slow) == 3 - 4  # level: 1% above the worse final loss, 101
+
+
+def _rows(config, seeds=3, **columns):
+    rows = []
+    for s in range(seeds):
+        row = {
+            "config": config,
+            "seed": s,
+            "recon_accuracy": 0.95,
+            "blank_rate": 0.05,
+            "recon_mu": 100.0,
+            "entropy": 0.98,
+            "kl": 15.0,
+            "nll": 110.0,
+            "frechet": 100.0,
+            "probe_accuracy": 0.9,
+            "coverage": 10,
+            "active_units": 16,
+            "test_recon_history": [200.0] + [100.0 + 5.0 / (e + 1) for e in range(1, 50)],
+            "test_kl_history": [5.0 + e * 0.2 for e in range(50)],
+            "test_loss_history": [300.0 - e for e in range(50)],
+            "train_loss_history": [300.0 - e for e in range(50)],
+        }
+        row.update({k: v[s] for k, v in columns.items()})  # one value per seed
+        rows.append(row)
+    return rows
+
+
+def _claim(results, config, start):
+    return next(c for c in results if c["config"] == config and c["claim"].startswith(start))
+
+
+def test_claims_on_a_hand_made_table():
+    rows = (
+        _rows("baseline")
+        + _rows("dropout", nll=[111.0, 111.4, 111.2], blank_rate=[0.05, 0.05, 0.05], recon_accuracy=[0.8, 0.95, 0.9])
+        + _rows("deeper-decoder", recon_mu=[98.0, 99.0, 98.5], kl=[15.0, 16.0, 14.0])
+        + _rows("optimized", recon_accuracy=[0.97, 0.96, 0.98], coverage=[10, 10, 10])
+    )
+    res = evaluate_claims(rows)
+    assert len(res) == len(CLAIMS)
+    assert _claim(res, "baseline", "reconstruction loss decreased")["verdict"] == "supported"  # within 2% by epoch 2
+    assert _claim(res, "baseline", "KL divergence increased")["verdict"] == "supported"
+    assert _claim(res, "baseline", "reconstructions were clear")["verdict"] == "supported"  # 0.95 on every seed, above 0.90
+    assert _claim(res, "reflection", "excessive dropout")["verdict"] == "supported"  # NLL +1.0..1.4 on every seed
+    assert _claim(res, "deeper-decoder", "reconstructions became sharper")["verdict"] == "supported"
+    assert _claim(res, "deeper-decoder", "KL divergence slightly higher")["verdict"] == "inconclusive"
+    assert _claim(res, "dropout", "generated images showed")["verdict"] == "inconclusive"  # no difference at all
+    assert _claim(res, "optimized", "generated samples covered")["verdict"] == "supported"
+    assert _claim(res, "optimized", "reconstructions were consistent")["text"] == "0.970 [0.945, 0.995] vs 0.900"
+    missing = _claim(res, "reflection", "the LSTM encoder improved")
+    assert missing["verdict"] == "not measured" and "dense-encoder" in missing["why"]
+    assert _claim(res, "lstm-plus", "beats the standard")["verdict"] == "not measured"
