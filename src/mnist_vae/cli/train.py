@@ -24,9 +24,11 @@ def cmd_configs(args: argparse.Namespace) -> int:
         print(get_config(args.show).to_toml(), end="")
         return 0
     width = max(map(len, list_configs()))
-    headings = {"write-up": "the seven configurations of the original write-up",
-                "reference": "reference (not one of the seven): the standard baseline every study measures against",
-                "beyond": "beyond the write-up"}
+    headings = {
+        "write-up": "the seven configurations of the original write-up",
+        "reference": "reference (not one of the seven): the standard baseline every study measures against",
+        "beyond": "beyond the write-up",
+    }
     for i, (kind, heading) in enumerate(headings.items()):
         print(("\n" if i else "") + heading + ":")
         for name in list_configs(kind):
