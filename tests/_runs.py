@@ -33,6 +33,8 @@ def train_args(npz: Path, out: Path, binarize: str = "none", config: str = "drop
         str(EPOCHS),
         "--threads",
         "1",
+        "--device",
+        "cpu",
         "--binarize",
         binarize,
         "--set",

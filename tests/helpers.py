@@ -62,8 +62,8 @@ def write_npz(path: Path, ds: Dataset | None = None, n_train: int = 400, n_test:
 
 
 def tiny_config(epochs: int = 2, config: str = "dropout", **changes: Any) -> RunConfig:
-    """A named config shrunk for tests: one thread, ``epochs`` epochs, any other fields changed by name."""
-    return get_config(config).replace(epochs=epochs, threads=1, **changes)
+    """A named config shrunk for tests: one thread on the CPU, ``epochs`` epochs, any other fields changed by name."""
+    return get_config(config).replace(epochs=epochs, threads=1, **{"device": "cpu", **changes})
 
 
 class _Lines(logging.Handler):

@@ -101,3 +101,16 @@ def test_claims_on_a_hand_made_table():
     missing = _claim(res, "reflection", "the LSTM encoder improved")
     assert missing["verdict"] == "not measured" and "dense-encoder" in missing["why"]
     assert _claim(res, "lstm-plus", "beats the standard")["verdict"] == "not measured"
+
+
+def test_variant_effects_pair_a_variant_with_its_base_by_seed():
+    from mnist_vae.study.report import variant_effects
+
+    rows = [{"config": "optimized", "seed": s, "nll": 100.0 + s, "elbo": 107.0 + s} for s in range(4)]
+    rows += [
+        {"config": "optimized[precision=bf16]", "seed": s, "nll": 100.1 + s + (0.1 if s % 2 else -0.1), "elbo": 109.0 + s} for s in range(4)
+    ]
+    nll, elbo = variant_effects(rows)
+    assert (nll["variant"], nll["base"], nll["metric"], nll["n"]) == ("optimized[precision=bf16]", "optimized", "NLL", 4)
+    assert nll["mean"] == pytest.approx(0.1) and nll["differs"] == "inconclusive" and nll["negligible"] == "within"
+    assert elbo["mean"] == pytest.approx(2.0) and elbo["differs"] == "supported" and elbo["negligible"] == "exceeds"

@@ -6,6 +6,7 @@ bitwise the weights of an uninterrupted run, and the rows must equal a local stu
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import mnist_vae
 from mnist_vae.config import EvalConfig
@@ -27,11 +29,11 @@ from mnist_vae.study.dask_executor import DaskExecutor
 from mnist_vae.study.executors import make_executor
 from mnist_vae.study.runner import run_study
 
-from helpers import write_npz
+from helpers import captured_log, write_npz
 
 SRC = Path(mnist_vae.__file__).resolve().parent.parent
 EPOCHS = 3
-SETTINGS = EvalConfig(k=4, n_samples=100, chunk=600)
+SETTINGS = EvalConfig(k=4, n_samples=100, chunk=600, probe_steps=20)
 #: Fields of a row that depend on the weights and the data only (not on timings, memory or the machine).
 SAME = ("epochs", "parameters", "elbo", "recon", "kl", "recon_mu", "nll", "nll_stderr", "active_units", "probe_accuracy")
 SAME += ("recon_accuracy", "coverage", "histogram", "entropy", "blank_rate", "frechet", "test_loss_history", "train_loss_history")
@@ -93,7 +95,9 @@ def cluster(tmp_path):
         "--scheduler-file",
         str(file),
     ]
-    procs = [_start(scheduler_args, tmp_path / "scheduler.log", env)]
+    # No second chance from the scheduler: a worker's death fails its task at once (KilledWorker), so the
+    # executor's own resubmission is what the test sees working (Dask's default is 3 chances).
+    procs = [_start(scheduler_args, tmp_path / "scheduler.log", {**env, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"})]
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]
     try:
         deadline = time.monotonic() + 60
@@ -129,10 +133,12 @@ def _kill_mid_run(client, runs: list[Path], seen: dict) -> None:
         time.sleep(0.01)
 
 
-def test_study_on_two_dask_workers_survives_a_killed_worker(cluster, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_study_on_two_dask_workers_survives_a_killed_worker(cluster, tmp_path, monkeypatch, request):
     client, worker_logs = cluster
+    request.addfinalizer(functools.partial(torch.set_num_threads, torch.get_num_threads()))  # the local study sets 1
     monkeypatch.setenv("MNIST_VAE_DATA", str(tmp_path / "cache"))  # the cache the workers read
-    npz = write_npz(tmp_path / "digits.npz", n_train=800, n_test=100)
+    npz = write_npz(tmp_path / "digits.npz", n_train=500, n_test=100)
     ds = load_dataset("auto", str(npz))
     torch.manual_seed(0)  # an untrained judge: the sample-quality numbers only have to be the same everywhere
     save_classifier(Classifier(DigitCNN().eval(), 0.5, 1.0, ds.sha256), cache_path(ds))
@@ -142,7 +148,8 @@ def test_study_on_two_dask_workers_survives_a_killed_worker(cluster, tmp_path, m
     seen: dict = {}
     killer = threading.Thread(target=_kill_mid_run, args=(client, runs, seen), daemon=True)
     killer.start()
-    result = run_study(["baseline"], out=out, executor="dask", scheduler=client.scheduler.address, **kwargs)
+    with captured_log() as parent_log:
+        result = run_study(["baseline"], out=out, executor="dask", scheduler=client.scheduler.address, **kwargs)
     killer.join(timeout=5)
 
     assert seen, "no worker was killed mid-run"
@@ -151,6 +158,7 @@ def test_study_on_two_dask_workers_survives_a_killed_worker(cluster, tmp_path, m
     assert study["meta"]["executor"] == "dask" and len(study["rows"]) == 2
     assert "| baseline |" in (out / "report.md").read_text()
     killed = seen["run"]
+    assert any(f"[baseline seed {killed.name[4:]}] Dask gave it up after its workers died; submitted again" in m for m in parent_log)
     logs = "".join(p.read_text(errors="replace") for p in worker_logs)
     assert f"[baseline seed {killed.name[4:]}] resuming {killed} from {seen['newest']}" in logs
     assert len((killed / "metrics.jsonl").read_text().splitlines()) == EPOCHS  # no epoch twice
@@ -160,8 +168,6 @@ def test_study_on_two_dask_workers_survives_a_killed_worker(cluster, tmp_path, m
     for d, lo in zip(result["rows"], local["rows"]):
         assert {k: d[k] for k in SAME} == {k: lo[k] for k in SAME}
         assert Path(d["run"]).relative_to(out) == Path(lo["run"]).relative_to(tmp_path / "local-study")
-    from safetensors.torch import load_file
-
     final = f"checkpoints/E{EPOCHS:04d}-S00000/model.safetensors"
     for run in runs:
         a, b = load_file(run / final), load_file(tmp_path / "local-study" / run.relative_to(out) / final)

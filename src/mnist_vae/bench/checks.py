@@ -14,6 +14,7 @@ import torch
 
 from ..data import load_dataset, to_unit_float
 from ..presets import get_config
+from ..study.stats import equivalence, interval
 from ..training import train
 from .loops import ReferenceLoop
 
@@ -91,10 +92,6 @@ def precision_check(name: str, epochs: int, threads: int, seeds: int = 3) -> dic
     return result
 
 
-#: Two-sided 95% quantiles of Student's t for 1..10 degrees of freedom (beyond: the normal 1.96).
-T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
-
-
 def summarize_precision(losses: dict[str, list[float]], bound: float = 0.5) -> dict[str, dict[str, Any]]:
     """Per option: mean and seed-to-seed sd, and the shift from fp32 as a paired comparison.
 
@@ -106,18 +103,13 @@ def summarize_precision(losses: dict[str, list[float]], bound: float = 0.5) -> d
     base = losses["fp32"]
     out: dict[str, dict[str, Any]] = {}
     for v, x in losses.items():
-        d = [a - b for a, b in zip(x, base)]
-        n = len(d)
-        sd_d = statistics.stdev(d) if n > 1 else float("nan")
-        half = (T_975[n - 2] if n - 1 <= len(T_975) else 1.96) * sd_d / n**0.5 if n > 1 else float("nan")
-        lo, hi = statistics.mean(d) - half, statistics.mean(d) + half
-        verdict = "within" if -bound < lo and hi < bound else "exceeds" if lo >= bound or hi <= -bound else "inconclusive"
+        d = interval([a - b for a, b in zip(x, base)])
         out[v] = {
             "mean": statistics.mean(x),
-            "sd": statistics.stdev(x) if n > 1 else float("nan"),
-            "shift_vs_fp32": statistics.mean(d),
-            "paired_sd": sd_d,
-            "ci95": [lo, hi],
-            "verdict": verdict if v != "fp32" else "reference",
+            "sd": statistics.stdev(x) if len(x) > 1 else float("nan"),
+            "shift_vs_fp32": d.mean,
+            "paired_sd": d.sd,
+            "ci95": [d.lo, d.hi],
+            "verdict": equivalence(d, bound) if v != "fp32" else "reference",
         }
     return out

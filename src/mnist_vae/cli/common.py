@@ -62,7 +62,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     add_dataset_options(p)
     p.add_argument("--binarize", choices=BINARIZE_MODES, help="pixel binarisation (default: none; dynamic = resampled each epoch)")
     p.add_argument("--threads", type=int, help="CPU threads (default: 0 = one per core)")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: cpu)")
+    p.add_argument("--device", help="auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument(
         "--precision",
         choices=[p for p in PRECISIONS if p != "auto"] + ["auto"],

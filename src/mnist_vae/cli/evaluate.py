@@ -48,9 +48,9 @@ def cmd_classifier(args: argparse.Namespace) -> int:
 def cmd_study(args: argparse.Namespace) -> int:
     from ..study.runner import run_study
 
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()] if args.configs else None
     result = run_study(
-        configs,
+        split_specs(args.configs) if args.configs else None,
+        seeds=args.seeds,
         epochs=args.epochs,
         settings=eval_settings(args),
         dataset=args.dataset,
@@ -59,6 +59,11 @@ def cmd_study(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         out=args.out,
         threads=args.threads,
+        executor=args.executor,
+        scheduler=args.scheduler,
+        device=args.device,
+        train_precision=args.train_precision,
+        report_only=args.report_only,
     )
     print(result["report_md"].read_text(encoding="utf-8"))
     print(f"wrote {result['report_md']} and {result['report_html']} in {result['meta']['wall_seconds']:.0f} s")
@@ -100,7 +105,9 @@ def add_commands(add: Adder) -> None:
         log_stream="stderr",
     )
     p.add_argument("run", metavar="RUN", help="a run folder")
-    _eval_options(p, DEFAULTS.precision, "decoder precision for the NLL (bf16: faster, ~0.01 nat off)")
+    _eval_options(
+        p, DEFAULTS.precision, "decoder precision for the NLL (bf16: faster where native, ~0.01 nat off; auto: bf16 where native)"
+    )
     add_threads_option(p)
     p.add_argument(
         "--device", default="auto", help="where the model and the NLL run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"
@@ -123,7 +130,9 @@ def add_commands(add: Adder) -> None:
     )
     p.add_argument("--seeds", type=int, default=3, help="training seeds per configuration (0..N-1); findings are paired by seed")
     p.add_argument("--epochs", type=int, default=50, help="epochs per configuration")
-    _eval_options(p, STUDY_EVAL.precision, "decoder precision for the NLL (bf16 keeps the full study within its time budget)")
+    _eval_options(
+        p, STUDY_EVAL.precision, "decoder precision for the NLL (auto: bf16 where the hardware computes it natively, fp32 elsewhere)"
+    )
     add_dataset_options(p, default="auto")
     p.add_argument("--binarize", choices=BINARIZE_MODES, default="none", help="pixel binarization")
     p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel on this machine (cores are split between them)")
@@ -138,3 +147,4 @@ def add_commands(add: Adder) -> None:
         help="training precision of every configuration (default: each configuration's own, fp32)",
     )
     p.add_argument("--out", default="study", help="study folder (every Dask worker must reach it)")
+    p.add_argument("--report-only", action="store_true", help="train nothing: write the report from the runs already evaluated")

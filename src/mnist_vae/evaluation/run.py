@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -16,7 +17,7 @@ from ..errors import DataError
 from ..io import atomic_write_text
 from ..models import count_parameters
 from ..runs.folder import check_same_data, open_run
-from ..runtime.device import resolve_device
+from ..runtime.device import resolve_device, resolve_precision
 from ..runtime.logging import progress as show_progress
 from .classifier import cached_classifier, estimate_training_seconds, get_classifier
 from .elbo import elbo_report, encode_all
@@ -44,9 +45,9 @@ def evaluate_run(
     classifier for the run's dataset; ``dataset`` replaces loading the one the run's config names
     (its checksum must match the run's). ``device`` runs the model and the NLL there.
     """
-    s = settings
     t0 = time.perf_counter()
     dev = resolve_device(device)
+    s = resolved(settings, dev)
     run = open_run(run_dir, device=dev)
     data = prepare_data(run.config, dev, dataset=dataset)
     check_same_data(run.path, data.dataset, error=DataError)
@@ -77,6 +78,12 @@ def evaluate_run(
     result["eval_seconds"] = round(time.perf_counter() - t0, 3)
     atomic_write_text(Path(run.path) / "eval.json", json.dumps(result, indent=2))
     return result
+
+
+def resolved(settings: EvalConfig, device: torch.device) -> EvalConfig:
+    """``settings`` with precision ``auto`` made concrete for ``device`` (bf16 where it is native there)."""
+    precision = resolve_precision(settings.precision, device)
+    return dataclasses.replace(settings, precision="bf16" if precision == "bf16" else "fp32")
 
 
 def _announce(run: Any, ds: Dataset, s: EvalConfig, classifier: Any) -> Any:

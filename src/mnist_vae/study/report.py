@@ -15,7 +15,7 @@ from typing import Any
 from ..io import atomic_write_text
 from ..presets import kind_of
 from .claims import evaluate_claims
-from .stats import interval
+from .stats import equivalence, interval, paired, verdict
 
 FIGURES = (
     ("reconstructions.png", "Reconstructions (top: test digits, bottom: decoded μ)"),
@@ -62,7 +62,40 @@ def summarize(rows: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any
                 **cells,
             }
         )
-    return {"meta": meta, "table": table, "claims": evaluate_claims(rows), "rows": rows}
+    return {"meta": meta, "table": table, "claims": evaluate_claims(rows), "variants": variant_effects(rows), "rows": rows}
+
+
+#: A variant's effect is called negligible when its whole 95% interval lies within ± this many nats.
+NEGLIGIBLE_NATS = 0.5
+
+
+def variant_effects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each ``BASE[changes]`` configuration whose BASE is in the study: its paired effect on NLL and test −ELBO."""
+    names = list(dict.fromkeys(r["config"] for r in rows))
+    out = []
+    for name in names:
+        base = name.split("[")[0]
+        if "[" not in name or base not in names:
+            continue
+        for key, label in (("nll", "NLL"), ("elbo", "test −ELBO")):
+            a = {r["seed"]: float(r[key]) for r in rows if r["config"] == name}
+            b = {r["seed"]: float(r[key]) for r in rows if r["config"] == base}
+            d = paired(a, b)
+            out.append(
+                {
+                    "variant": name,
+                    "base": base,
+                    "metric": label,
+                    "n": d.n,
+                    "mean": d.mean,
+                    "lo": d.lo,
+                    "hi": d.hi,
+                    "sd": d.sd,
+                    "differs": verdict(d, "differs"),
+                    "negligible": equivalence(d, NEGLIGIBLE_NATS),
+                }
+            )
+    return out
 
 
 def _interval_dict(values: list[float]) -> dict[str, Any]:
@@ -166,6 +199,15 @@ def _first_run(result: dict[str, Any], name: str) -> str:
     return "/".join(parts[parts.index("runs") :]) if "runs" in parts else run
 
 
+def _variant_lines(result: dict[str, Any]) -> list[list[str]]:
+    head = ["variant", "against", "metric", "seeds", "difference [95% CI]", "different from 0?", f"within ±{NEGLIGIBLE_NATS} nats?"]
+    body = []
+    for v in result.get("variants", []):
+        ci = f"{v['mean']:+.2f}" if v["n"] < 2 else f"{v['mean']:+.2f} [{v['lo']:+.2f}, {v['hi']:+.2f}]"
+        body.append([v["variant"], v["base"], v["metric"], str(v["n"]), ci, v["differs"], v["negligible"]])
+    return [head, *body]
+
+
 def write_report(out: Path, result: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``out/report.md`` and the self-contained ``out/report.html`` (and the two summary figures)."""
     out = Path(out)
@@ -175,6 +217,8 @@ def write_report(out: Path, result: dict[str, Any]) -> tuple[Path, Path]:
         ("Claims of the original write-up", _claim_lines(result["claims"], ("write-up", "finding"))),
         ("Beyond the write-up", _claim_lines(result["claims"], ("beyond",))),
     ]
+    if result.get("variants"):
+        sections.append(("Variants against their base configuration (paired by seed; variant − base)", _variant_lines(result)))
     md = ["# mnist-vae study", "", *_intro(result["meta"]), ""]
     md += [line for fname, title in SUMMARY_FIGURES for line in (f"### {title}", "", f"![{title}]({fname})", "")]
     md += ["## Results", "", *_md_table(_table_lines(result)), ""]

@@ -30,12 +30,13 @@ from ..config import STUDY_EVAL, EvalConfig, RunConfig
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..evaluation.classifier import get_classifier
-from ..evaluation.run import evaluate_run
+from ..evaluation.run import evaluate_run, resolved
 from ..io import atomic_write_text
 from ..models import VAE
 from ..models.flops import forward_flops
 from ..presets import get_config, study_configs
 from ..runs.folder import RUN_MARKER, read_run_config
+from ..runtime.device import resolve_device
 from ..runtime.logging import LOGGER, configure
 from ..runtime.process import peak_rss_mb, set_threads
 from ..training import train
@@ -84,7 +85,7 @@ def run_job(job: Job, dataset: Dataset | None = None, classifier: Any = None) ->
     path = Path(job.run_dir)
     tag = f"{job.config} seed {job.seed}"
     ev = _read_eval(path)
-    if ev is None or not _eval_matches(ev, cfg.train.epochs, job.settings):
+    if ev is None or not _eval_matches(ev, cfg.train.epochs, resolved(job.settings, resolve_device(job.eval_device))):
         with _prefixed(tag):
             if (path / RUN_MARKER).exists():
                 # Restarted with another --jobs: keep the run's thread count, which resume must not change.
@@ -219,6 +220,7 @@ def run_study(
     scheduler: str | None = None,
     device: str = "cpu",
     train_precision: str | None = None,
+    report_only: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate ``configs`` (default: the study's list) with seeds 0..seeds-1; write the report.
 
@@ -227,6 +229,7 @@ def run_study(
     ``executor="dask"`` the runs go to the Dask scheduler at ``scheduler``. ``classifier`` replaces
     the cached digit classifier (in-process runs only). ``device`` trains and evaluates there;
     ``train_precision`` overrides every configuration's training precision (e.g. ``auto``).
+    ``report_only`` trains nothing: the report covers the runs already evaluated.
     """
     t0 = time.perf_counter()
     plan = _plan(configs, seeds, jobs, out, threads, executor, classifier)
@@ -259,7 +262,9 @@ def run_study(
         f"K={settings.k}, {settings.n_samples:,} samples; {executor} executor, {plan.workers} job(s) x "
         f"{plan.threads or os.cpu_count()} thread(s); folder {plan.out}"
     )
-    rows = _execute(todo, executor, plan.workers, scheduler, ds, clf)
+    rows = _finished_rows(todo) if report_only else _execute(todo, executor, plan.workers, scheduler, ds, clf)
+    if not rows:
+        raise ConfigError(f"{plan.out}: no run of this study has been trained and evaluated yet")
     meta = {
         "epochs": epochs, "k": settings.k, "n_samples": settings.n_samples, "eval_seed": settings.seed, "seeds": plan.seeds,
         "binarize": binarize, "precision": settings.precision, "device": device, "dataset": ds.info(),
@@ -275,6 +280,19 @@ def run_study(
     md, page = write_report(plan.out, result)
     log.info(f"report: {md} and {page} ({meta['wall_seconds']:.0f} s)")
     return {**result, "report_md": md, "report_html": page}
+
+
+def _finished_rows(todo: list[Job]) -> list[dict[str, Any]]:
+    """The rows of the jobs already trained and evaluated with these settings; the others are named and left out."""
+    rows = []
+    for job in todo:
+        cfg, path = RunConfig.from_dict(job.cfg), Path(job.run_dir)
+        ev = _read_eval(path)
+        if ev is not None and _eval_matches(ev, cfg.train.epochs, resolved(job.settings, resolve_device(job.eval_device))):
+            rows.append({**table_row(path, ev), "config": job.config, "seed": job.seed, "peak_rss_mb": float("nan")})
+        else:
+            log.warning(f"[{job.config} seed {job.seed}] not trained and evaluated yet; left out of this report")
+    return rows
 
 
 def _execute(todo: list[Job], executor: str, workers: int, scheduler: str | None, ds: Dataset, clf: Any) -> list[dict[str, Any]]:

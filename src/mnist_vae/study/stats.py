@@ -109,3 +109,13 @@ def seeds_needed(diff: Interval, threshold: float = 0.0, limit: int = 200) -> in
         if t975(n - 1) * diff.sd / math.sqrt(n) < gap:
             return n
     return limit
+
+
+def equivalence(diff: Interval, bound: float) -> str:
+    """Whether a difference is negligible: "within" ±``bound`` (the whole 95% interval inside it),
+    "exceeds" it (the whole interval outside), or "inconclusive" (the interval straddles a bound)."""
+    if diff.n < 2:
+        return "inconclusive: one seed" if diff.n else "not measured"
+    if -bound < diff.lo and diff.hi < bound:
+        return "within"
+    return "exceeds" if diff.lo >= bound or diff.hi <= -bound else "inconclusive"
