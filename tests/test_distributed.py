@@ -186,7 +186,9 @@ def test_training_on_cuda(tiny, single_run, tmp_path, precision):
     cfg = tiny_run_config(tiny, 2, 100, device="cuda", precision=precision)
     m = train(cfg, tmp_path / "cuda", **QUIET)
     ref = json.loads((single_run / "metrics.jsonl").read_text().splitlines()[-1])
-    assert m["test_loss"] == pytest.approx(ref["test_loss"], rel=0.02 if precision != "fp32" else 1e-3)
+    # Not equal: cuDNN's convolutions and the GPU's summation order differ from the CPU's (and cuDNN
+    # may use TF32), and two epochs amplify that; measured on an H200 in fp32: 464.3 vs 460.7 (0.8%).
+    assert m["test_loss"] == pytest.approx(ref["test_loss"], rel=0.02)
     assert json.loads((tmp_path / "cuda" / "meta.json").read_text())["device"].startswith("cuda")
 
 
@@ -205,3 +207,25 @@ def test_cuda_resume_is_exact(tiny, tmp_path):
     finally:
         torch.backends.cudnn.deterministic = before
     assert max_diff(weights(tmp_path / "a", 2), weights(tmp_path / "b", 2)) == 0.0
+
+
+def test_auto_device_falls_back_to_the_cpu_when_processes_outnumber_gpus(monkeypatch):
+    from mnist_vae.runtime.distributed import auto_device_for_processes
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun --nproc_per_node 2 on a one-GPU machine
+    assert auto_device_for_processes(torch.device("cuda")).type == "cpu"
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert auto_device_for_processes(torch.device("cuda")).type == "cuda"
+    assert auto_device_for_processes(torch.device("cpu")).type == "cpu"
+
+
+def test_fp16_grad_scaler_starts_low_enough_not_to_skip_the_first_steps(tiny, tmp_path):
+    from mnist_vae.data import prepare_data
+    from mnist_vae.models import VAE
+    from mnist_vae.training.trainer import Trainer
+
+    cfg = tiny_run_config(tiny, 1, 100, precision="fp16", device="cpu")  # the scaler is the same object on any device
+    trainer = Trainer(cfg, VAE(cfg.model), prepare_data(cfg, torch.device("cpu")), torch.device("cpu"), DistInfo(), tmp_path, [])
+    # A loss of ~500 nats times the default 65536 overflows fp16 gradients (max 65504) for ~10 steps.
+    assert trainer.scaler is not None and trainer.scaler.get_scale() == 2.0**10

@@ -39,7 +39,9 @@ def test_study_two_configs_two_seeds_report_and_restart(small, tmp_path, monkeyp
     clf = train_classifier(small, epochs=1)
     out = tmp_path / "study"
     # A study killed in the middle of `fast-lr` seed 1's first epoch: the rerun must resume it.
-    cfg = get_config("fast-lr").replace(epochs=2, seed=1, binarize="none", threads=1, dataset="auto", data_path="", device="cpu")
+    cfg = get_config("fast-lr").replace(
+        epochs=2, seed=1, binarize="none", threads=1, dataset="auto", data_path="", device="cpu", precision="auto"
+    )
     with pytest.raises(Interrupted):
         train(cfg, out / "runs" / "fast-lr" / "seed1", progress=False, figures=False, dataset=small, stop_after_steps=3)
     kwargs = dict(

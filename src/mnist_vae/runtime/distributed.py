@@ -53,6 +53,21 @@ def env_world_size() -> int:
         return 1
 
 
+def env_local_world_size() -> int:
+    """``LOCAL_WORLD_SIZE`` as set by torchrun: processes on this machine (1 when not launched by it)."""
+    try:
+        return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def auto_device_for_processes(device: torch.device) -> torch.device:
+    """What ``--device auto`` means under torchrun: CUDA only with a GPU for each process on this machine, else the CPU."""
+    if device.type == "cuda" and env_local_world_size() > torch.cuda.device_count():
+        return torch.device("cpu")
+    return device
+
+
 def setup(device: torch.device) -> tuple[DistInfo, torch.device]:
     """Join the process group torchrun prepared (if any); returns this rank's info and device.
 

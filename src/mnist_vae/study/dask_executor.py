@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -51,23 +52,39 @@ class DaskExecutor:
         self.resubmits = resubmits
         self.client: Any = None
         self._pending: dict[Any, tuple[Any, int]] = {}  # future -> (job as given, submissions so far - 1)
+        self._probe()  # a bad address fails here, before the study does any work
 
     def __enter__(self) -> DaskExecutor:
         from distributed import Client
 
         try:
             self.client = Client(self.scheduler, timeout=self.timeout, set_as_default=False)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(
-                f"--scheduler {self.scheduler}: no Dask scheduler answers there ({_line(exc)}); "
-                f"start one with `dask scheduler` or check the address"
-            ) from None
+        except (OSError, ValueError) as exc:  # something listens there, but not a Dask scheduler
+            raise ConfigError(f"--scheduler {self.scheduler}: no Dask scheduler answers there ({_line(exc)})") from None
         try:
             self._check_workers()
         except BaseException:
             self.__exit__()
             raise
         return self
+
+    def _probe(self) -> None:
+        """A plain connection first: a ``Client`` that fails to start is finalised later, at an arbitrary moment, and can hang."""
+        from distributed.comm import get_address_host_port
+
+        try:
+            host, port = get_address_host_port(self.scheduler)
+        except ValueError as exc:
+            raise ConfigError(
+                f"--scheduler {self.scheduler}: not a Dask scheduler's address ({_line(exc)}); give tcp://HOST:8786"
+            ) from None
+        try:
+            socket.create_connection((host, port), timeout=self.timeout).close()
+        except OSError as exc:
+            raise ConfigError(
+                f"--scheduler {self.scheduler}: no Dask scheduler answers there ({_line(exc)}); "
+                f"start one with `dask scheduler` or check the address"
+            ) from None
 
     def __exit__(self, *exc: object) -> None:
         if self.client is None:
@@ -133,7 +150,9 @@ class DaskExecutor:
                 done.add(submit(job, attempt + 1, len(jobs)))
                 continue
             if fut.status == "cancelled":
-                raise MnistVaeError(f"[{tag}] cancelled by the Dask scheduler {self.scheduler}; run the study again to continue it")
+                raise MnistVaeError(
+                    f"[{tag}] cancelled on the Dask cluster at {self.scheduler} (scheduler lost or restarted?); run the study again to continue it"
+                )
             row = fut.result()  # a job's own error is raised here, as with local processes
             fut.release()
             if "run" in row and isinstance(getattr(job, "run_dir", None), str):

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import STUDY_EVAL, EvalConfig, RunConfig
+from ..config import STUDY_EVAL, STUDY_TRAIN_PRECISION, EvalConfig, RunConfig
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..evaluation.classifier import get_classifier
@@ -40,7 +40,7 @@ from ..runtime.device import resolve_device
 from ..runtime.logging import LOGGER, configure
 from ..runtime.process import peak_rss_mb, set_threads
 from ..training import train
-from .executors import make_executor
+from .executors import Executor, make_executor
 from .report import summarize, write_report
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def run_study(
     executor: str = "local",
     scheduler: str | None = None,
     device: str = "cpu",
-    train_precision: str | None = None,
+    train_precision: str | None = STUDY_TRAIN_PRECISION,
     report_only: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate ``configs`` (default: the study's list) with seeds 0..seeds-1; write the report.
@@ -228,7 +228,8 @@ def run_study(
     ``jobs`` runs that many processes at once (``executor="local"``), splitting the cores; with
     ``executor="dask"`` the runs go to the Dask scheduler at ``scheduler``. ``classifier`` replaces
     the cached digit classifier (in-process runs only). ``device`` trains and evaluates there;
-    ``train_precision`` overrides every configuration's training precision (e.g. ``auto``).
+    ``train_precision`` sets every configuration's training precision (default ``auto``: bf16 where
+    the hardware computes it natively; None keeps each configuration's own).
     ``report_only`` trains nothing: the report covers the runs already evaluated.
     """
     t0 = time.perf_counter()
@@ -255,6 +256,7 @@ def run_study(
             "seeds": plan.seeds,
         },
     )
+    ex = None if report_only else make_executor(executor, plan.workers, scheduler)  # no dask / bad --scheduler: one line, before any work
     clf = classifier or get_classifier(ds)  # trained once here, so workers only read the cache
     todo = plan_jobs(plan, settings, device)
     log.info(
@@ -262,7 +264,7 @@ def run_study(
         f"K={settings.k}, {settings.n_samples:,} samples; {executor} executor, {plan.workers} job(s) x "
         f"{plan.threads or os.cpu_count()} thread(s); folder {plan.out}"
     )
-    rows = _finished_rows(todo) if report_only else _execute(todo, executor, plan.workers, scheduler, ds, clf)
+    rows = _finished_rows(todo) if ex is None else _execute(todo, ex, ds, clf)
     if not rows:
         raise ConfigError(f"{plan.out}: no run of this study has been trained and evaluated yet")
     meta = {
@@ -295,10 +297,10 @@ def _finished_rows(todo: list[Job]) -> list[dict[str, Any]]:
     return rows
 
 
-def _execute(todo: list[Job], executor: str, workers: int, scheduler: str | None, ds: Dataset, clf: Any) -> list[dict[str, Any]]:
+def _execute(todo: list[Job], ex: Executor, ds: Dataset, clf: Any) -> list[dict[str, Any]]:
     """Run every job on the executor; the rows in the order they finished."""
     rows = []
-    with make_executor(executor, workers, scheduler) as ex:
+    with ex:
         kwargs = {"dataset": ds, "classifier": clf} if ex.in_process else {}
         for i, (job, row) in enumerate(ex.run(run_job, todo, **kwargs), 1):
             rows.append(row)

@@ -16,7 +16,7 @@ from ..models import VAE, count_parameters
 from ..runs.checkpoint import Checkpoint, latest_checkpoint
 from ..runs.folder import check_run_dir, check_same_data, claim_run_dir, new_run_dir, prepare_resume, read_run_config, run_meta
 from ..runtime.device import resolve_device, resolve_precision
-from ..runtime.distributed import DistInfo, barrier, broadcast, threads_per_process
+from ..runtime.distributed import DistInfo, auto_device_for_processes, barrier, broadcast, threads_per_process
 from ..runtime.distributed import setup as setup_distributed
 from ..runtime.distributed import teardown as teardown_distributed
 from ..runtime.logging import set_rank
@@ -52,6 +52,8 @@ def train(
     """
     tune_malloc()
     device = resolve_device(cfg.train.device)
+    if cfg.train.device == "auto":
+        device = auto_device_for_processes(device)  # two processes cannot share one GPU under NCCL
     precision = resolve_precision(cfg.train.precision, device)
     if precision == "fp16" and device.type == "cpu":
         # oneDNN has no float16 LSTM kernel ("could not create a primitive descriptor").

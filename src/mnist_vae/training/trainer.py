@@ -115,7 +115,9 @@ class Trainer:
 
             self.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         self.optimizer = make_adam(model, t.lr)
-        self.scaler = torch.amp.GradScaler(device.type) if t.precision == "fp16" else None
+        # fp16 scales the loss so small gradients survive; the default start, 2**16, makes this loss
+        # (hundreds of nats per image) overflow for the first ~10 steps, each of which is then skipped.
+        self.scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10) if t.precision == "fp16" else None
         self.autocast = autocast_for(t.precision, device)
         self.data_rng = torch.Generator(device="cpu").manual_seed(t.seed)
         self.state = TrainState()
