@@ -15,7 +15,7 @@ from mnist_vae.presets import get_config
 from mnist_vae.study.runner import run_study
 from mnist_vae.training import Interrupted, train
 
-from helpers import captured_log
+from helpers import captured_log, write_npz
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +123,18 @@ def test_cached_classifier_is_reused(small, tmp_path, monkeypatch):
     assert again.test_accuracy == first.test_accuracy
     x = small.test_images[:5].float() / 255
     assert torch.allclose(first.predict(x)[0], again.predict(x)[0])
+
+
+def test_cost_model_schedules_longest_first_and_the_estimate_writes_nothing(small, tmp_path, capsys):
+    from mnist_vae.cli import main
+    from mnist_vae.study.cost import RunCost, wall_estimate
+
+    costs = [RunCost("a", 100, 50, 0), RunCost("b", 60, 0, 0), RunCost("c", 40, 0, 0), RunCost("d", 30, 0, 0)]
+    assert wall_estimate(costs, 1) == 280 and wall_estimate(costs, 2) == 150  # a alone; b + c + d on the other worker
+    npz = write_npz(tmp_path / "d.npz", small)
+    out = tmp_path / "study"
+    args = ["study", "--configs", "baseline,mlp-vae", "--seeds", "2", "--epochs", "3", "--k", "10", "--data-path", str(npz)]
+    assert main([*args, "--threads", "1", "--out", str(out), "--estimate"]) == 0
+    err = capsys.readouterr().err
+    assert "mlp-vae: 2 run(s) x (training" in err and "about" in err and "min wall with 1 job(s)" in err
+    assert not out.exists()  # an estimate trains and writes nothing

@@ -64,7 +64,10 @@ def cmd_study(args: argparse.Namespace) -> int:
         device=args.device,
         train_precision=args.train_precision,
         report_only=args.report_only,
+        estimate_only=args.estimate,
     )
+    if args.estimate:
+        return 0
     print(result["report_md"].read_text(encoding="utf-8"))
     print(f"wrote {result['report_md']} and {result['report_html']} in {result['meta']['wall_seconds']:.0f} s")
     return 0
@@ -150,3 +153,4 @@ def add_commands(add: Adder) -> None:
     )
     p.add_argument("--out", default="study", help="study folder (every Dask worker must reach it)")
     p.add_argument("--report-only", action="store_true", help="train nothing: write the report from the runs already evaluated")
+    p.add_argument("--estimate", action="store_true", help="print the estimated time of every run (timed on a few steps here) and stop")

@@ -17,12 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,133 +26,20 @@ from ..config import STUDY_EVAL, STUDY_TRAIN_PRECISION, EvalConfig, RunConfig
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..evaluation.classifier import get_classifier
-from ..evaluation.run import evaluate_run, resolved
-from ..io import atomic_write_text
+from ..io import atomic_write_text, write_failure
 from ..models import VAE
 from ..models.flops import forward_flops
-from ..presets import get_config, study_configs
-from ..runs.folder import RUN_MARKER, read_run_config
-from ..runtime.device import resolve_device
-from ..runtime.logging import LOGGER, configure
-from ..runtime.process import peak_rss_mb, set_threads
-from ..training import train
+from ..presets import study_configs
+from ..runtime.process import peak_rss_mb
+from . import cost
 from .executors import Executor, make_executor
+from .jobs import Job, config_for, finished_rows, folder_name, run_job
 from .report import summarize, write_report
 
 log = logging.getLogger(__name__)
 
 #: Settings a study folder keeps for good: a restart with other values would mix incomparable runs.
 FIXED_SETTINGS = ("epochs", "k", "n_samples", "precision", "eval_seed", "binarize", "dataset_sha256", "train_device")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One (configuration, seed) run of a study: everything a worker process needs, picklable."""
-
-    config: str
-    seed: int
-    cfg: dict[str, Any]
-    run_dir: str
-    settings: EvalConfig
-    eval_device: str = "cpu"
-
-
-def config_for(spec: str) -> RunConfig:
-    """A configuration by name, or ``NAME[key=value,...]``: a preset with fields changed (its name is the spec)."""
-    m = re.fullmatch(r"\s*([\w.-]+)\s*(?:\[(.*)\])?\s*", spec)
-    if not m:
-        raise ConfigError(f"--configs: {spec!r} is not NAME or NAME[key=value,...]")
-    cfg = get_config(m.group(1))
-    if m.group(2):
-        cfg = cfg.override([item.strip() for item in m.group(2).split(",") if item.strip()])
-    return cfg.replace(name=spec.strip())
-
-
-def folder_name(spec: str) -> str:
-    """A configuration spec as a folder name (``optimized[precision=bf16]`` -> ``optimized+precision=bf16``)."""
-    return re.sub(r"[^\w.=+-]+", "+", spec.strip().replace("[", "+").rstrip("]"))
-
-
-def run_job(job: Job, dataset: Dataset | None = None, classifier: Any = None) -> dict[str, Any]:
-    """Train (or resume) one run and evaluate it; returns its table row. Top-level: workers run it."""
-    if not logging.getLogger(LOGGER).handlers:  # a fresh worker process: talk like the parent
-        configure("stderr")
-    cfg = RunConfig.from_dict(job.cfg, source=f"study config {job.config}")
-    path = Path(job.run_dir)
-    tag = f"{job.config} seed {job.seed}"
-    ev = _read_eval(path)
-    if ev is None or not _eval_matches(ev, cfg.train.epochs, resolved(job.settings, resolve_device(job.eval_device))):
-        with _prefixed(tag):
-            if (path / RUN_MARKER).exists():
-                # Restarted with another --jobs: keep the run's thread count, which resume must not change.
-                train(cfg.replace(threads=read_run_config(path).train.threads), path, resume=True, progress=False, dataset=dataset)
-            else:
-                if path.exists():  # an empty or foreign leftover: nothing of a run in it
-                    shutil.rmtree(path)
-                train(cfg, path, progress=False, dataset=dataset)
-            set_threads(cfg.train.threads)  # this job's share of the cores, even if the run was started with another
-            ev = evaluate_run(path, job.settings, dataset=dataset, classifier=classifier, device=job.eval_device)
-    else:
-        log.info(f"[{tag}] already trained and evaluated; skipped")
-    return {**table_row(path, ev), "config": job.config, "seed": job.seed, "peak_rss_mb": peak_rss_mb()}
-
-
-def _read_eval(path: Path) -> dict[str, Any] | None:
-    try:
-        ev = json.loads((path / "eval.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return ev if isinstance(ev, dict) else None
-
-
-def _eval_matches(ev: dict[str, Any], epochs: int, s: EvalConfig) -> bool:
-    iw = ev.get("iwae", {})
-    return (
-        ev.get("epoch") == epochs
-        and iw.get("k") == s.k
-        and iw.get("seed") == s.seed
-        and iw.get("precision") == s.precision
-        and ev.get("samples", {}).get("n") == s.n_samples
-        and "recon_accuracy" in ev
-    )
-
-
-def table_row(run_dir: Path, ev: dict[str, Any]) -> dict[str, Any]:
-    """One seed's row: the run's metrics.jsonl and eval.json in one flat dict."""
-    lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    history = [json.loads(line) for line in lines if line.strip()]
-    seconds = sum(r["train_seconds"] for r in history)
-    images = sum(r["train_seconds"] * r["images_per_second"] for r in history)
-    s, iw = ev["samples"], ev["iwae"]
-    return {
-        "run": str(run_dir),
-        "epochs": ev["epoch"],
-        "parameters": ev["parameters"],
-        "train_seconds": seconds,
-        "images_per_second": images / seconds if seconds else float("nan"),
-        "elbo": ev["elbo"],
-        "recon": ev["recon"],
-        "kl": ev["kl"],
-        "recon_mu": ev["recon_mu"],
-        "nll": iw["nll"],
-        "nll_stderr": iw["stderr"],
-        "k": iw["k"],
-        "precision": iw["precision"],
-        "nll_seconds": iw["seconds"],
-        "eval_seconds": ev.get("eval_seconds", float("nan")),
-        "active_units": ev["active_units"],
-        "latent_dim": len(ev["mu_variance"]),
-        "probe_accuracy": ev["probe_accuracy"],
-        "recon_accuracy": ev.get("recon_accuracy", float("nan")),
-        "coverage": s["coverage"],
-        "histogram": s["histogram"],
-        "entropy": s["entropy"],
-        "blank_rate": s["blank_rate"],
-        "frechet": s["frechet"],
-        "frechet_floor": s["frechet_floor"],
-        "binarized": ev["binarized"],
-        **{f"{k}_history": [r[k] for r in history] for k in ("test_loss", "test_recon", "test_kl", "train_loss")},
-    }
 
 
 def _cost(cfg: RunConfig) -> int:
@@ -189,6 +72,10 @@ def plan_jobs(plan: StudyPlan, settings: EvalConfig, eval_device: str) -> list[J
 def _check_settings(out: Path, current: dict[str, Any]) -> None:
     """Refuse a study folder made with other settings (one line naming the first difference); record them otherwise."""
     path = out / "settings.json"
+    try:
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_failure(out, exc) from None
     if path.exists():
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
@@ -221,6 +108,7 @@ def run_study(
     device: str = "cpu",
     train_precision: str | None = STUDY_TRAIN_PRECISION,
     report_only: bool = False,
+    estimate_only: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate ``configs`` (default: the study's list) with seeds 0..seeds-1; write the report.
 
@@ -230,32 +118,27 @@ def run_study(
     the cached digit classifier (in-process runs only). ``device`` trains and evaluates there;
     ``train_precision`` sets every configuration's training precision (default ``auto``: bf16 where
     the hardware computes it natively; None keeps each configuration's own).
-    ``report_only`` trains nothing: the report covers the runs already evaluated.
+    ``report_only`` trains nothing: the report covers the runs already evaluated. ``estimate_only``
+    prints the estimated cost of every run (timed on a few steps here) and returns it.
     """
     t0 = time.perf_counter()
     plan = _plan(configs, seeds, jobs, out, threads, executor, classifier)
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_path or None)
-    changes: dict[str, Any] = {"epochs": epochs, "binarize": binarize, "threads": plan.threads, "device": device}
-    if train_precision is not None:
-        changes["precision"] = train_precision
-    if not isinstance(dataset, Dataset):
-        changes |= {"dataset": dataset, "data_path": data_path or ""}
-    plan.configs = {n: c.replace(**changes) for n, c in plan.configs.items()}
-    _check_settings(
-        plan.out,
-        {
-            "epochs": epochs,
-            "k": settings.k,
-            "n_samples": settings.n_samples,
-            "precision": settings.precision,
-            "eval_seed": settings.seed,
-            "binarize": binarize,
-            "dataset_sha256": ds.sha256,
-            "train_device": device,
-            "configs": plan.names,
-            "seeds": plan.seeds,
-        },
+    _configure(
+        plan,
+        epochs=epochs,
+        binarize=binarize,
+        device=device,
+        precision=train_precision,
+        data=None if isinstance(dataset, Dataset) else (dataset, data_path or ""),
     )
+    costs = [] if report_only else _estimate(plan, settings, ds)
+    if estimate_only:
+        return {"estimate": cost.as_dict(costs, plan.workers)}
+    record = {"epochs": epochs, "k": settings.k, "n_samples": settings.n_samples, "precision": settings.precision,
+              "eval_seed": settings.seed, "binarize": binarize, "dataset_sha256": ds.sha256, "train_device": device,
+              "configs": plan.names, "seeds": plan.seeds}  # fmt: skip
+    _check_settings(plan.out, record)
     ex = None if report_only else make_executor(executor, plan.workers, scheduler)  # no dask / bad --scheduler: one line, before any work
     clf = classifier or get_classifier(ds)  # trained once here, so workers only read the cache
     todo = plan_jobs(plan, settings, device)
@@ -264,37 +147,69 @@ def run_study(
         f"K={settings.k}, {settings.n_samples:,} samples; {executor} executor, {plan.workers} job(s) x "
         f"{plan.threads or os.cpu_count()} thread(s); folder {plan.out}"
     )
-    rows = _finished_rows(todo) if ex is None else _execute(todo, ex, ds, clf)
+    rows = finished_rows(todo) if ex is None else _execute(todo, ex, ds, clf)
     if not rows:
         raise ConfigError(f"{plan.out}: no run of this study has been trained and evaluated yet")
-    meta = {
-        "epochs": epochs, "k": settings.k, "n_samples": settings.n_samples, "eval_seed": settings.seed, "seeds": plan.seeds,
-        "binarize": binarize, "precision": settings.precision, "device": device, "dataset": ds.info(),
-        "train_precisions": sorted({c.train.precision for c in plan.configs.values()}), "configs": plan.names,
-        "classifier_accuracy": getattr(clf, "test_accuracy", float("nan")), "frechet_floor": getattr(clf, "floor_frechet", float("nan")),
-        "jobs": plan.workers, "executor": executor, "wall_seconds": round(time.perf_counter() - t0, 1),
-        "peak_rss_mb": round(max([peak_rss_mb(), *(r["peak_rss_mb"] for r in rows)])),
-    }  # fmt: skip
+    meta = _meta(plan, settings, rows, ds, clf, costs, epochs=epochs, binarize=binarize, device=device, executor=executor,
+                 wall=time.perf_counter() - t0)  # fmt: skip
+    result, md, page = _report(plan, rows, meta)
+    return {**result, "report_md": md, "report_html": page}
+
+
+def _report(plan: StudyPlan, rows: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[dict[str, Any], Path, Path]:
+    """Order the rows as configured, summarise them, write study.json and the report."""
     order = {(n, s): i for i, (n, s) in enumerate((n, s) for n in plan.names for s in plan.seeds)}
     rows.sort(key=lambda r: order[(r["config"], r["seed"])])
     result = summarize(rows, meta)
     atomic_write_text(plan.out / "study.json", json.dumps(result, indent=2, default=str))
     md, page = write_report(plan.out, result)
     log.info(f"report: {md} and {page} ({meta['wall_seconds']:.0f} s)")
-    return {**result, "report_md": md, "report_html": page}
+    return result, md, page
 
 
-def _finished_rows(todo: list[Job]) -> list[dict[str, Any]]:
-    """The rows of the jobs already trained and evaluated with these settings; the others are named and left out."""
-    rows = []
-    for job in todo:
-        cfg, path = RunConfig.from_dict(job.cfg), Path(job.run_dir)
-        ev = _read_eval(path)
-        if ev is not None and _eval_matches(ev, cfg.train.epochs, resolved(job.settings, resolve_device(job.eval_device))):
-            rows.append({**table_row(path, ev), "config": job.config, "seed": job.seed, "peak_rss_mb": float("nan")})
-        else:
-            log.warning(f"[{job.config} seed {job.seed}] not trained and evaluated yet; left out of this report")
-    return rows
+def _meta(
+    plan: StudyPlan,
+    settings: EvalConfig,
+    rows: list[dict[str, Any]],
+    ds: Dataset,
+    clf: Any,
+    costs: list[cost.RunCost],
+    *,
+    epochs: int,
+    binarize: str,
+    device: str,
+    executor: str,
+    wall: float,
+) -> dict[str, Any]:
+    """The study's settings and facts for the report and study.json."""
+    return {
+        "epochs": epochs, "k": settings.k, "n_samples": settings.n_samples, "eval_seed": settings.seed, "seeds": plan.seeds,
+        "binarize": binarize, "precision": settings.precision, "device": device, "dataset": ds.info(),
+        "train_precisions": sorted({r["train_precision"] for r in rows}), "configs": plan.names,
+        "classifier_accuracy": getattr(clf, "test_accuracy", float("nan")), "frechet_floor": getattr(clf, "floor_frechet", float("nan")),
+        "jobs": plan.workers, "executor": executor, "wall_seconds": round(wall, 1),
+        "peak_rss_mb": round(max([peak_rss_mb(), *(r["peak_rss_mb"] for r in rows)])),
+        "estimate": cost.as_dict(costs, plan.workers) if costs else None,
+    }  # fmt: skip
+
+
+def _configure(plan: StudyPlan, *, epochs: int, binarize: str, device: str, precision: str | None, data: tuple[str, str] | None) -> None:
+    """Give every configuration the study's epochs, binarisation, threads, device, precision and data."""
+    changes: dict[str, Any] = {"epochs": epochs, "binarize": binarize, "threads": plan.threads, "device": device}
+    if precision is not None:
+        changes["precision"] = precision
+    if data is not None:
+        changes |= {"dataset": data[0], "data_path": data[1]}
+    plan.configs = {n: c.replace(**changes) for n, c in plan.configs.items()}
+
+
+def _estimate(plan: StudyPlan, settings: EvalConfig, ds: Dataset) -> list[cost.RunCost]:
+    """Time a few steps of every configuration here and say what the whole study will cost."""
+    costs = cost.estimate(plan.configs, len(plan.seeds), settings, len(ds.train_labels), len(ds.test_labels))
+    log.info(f"study: the estimated cost of its {len(costs)} run(s) on this machine (each timed on a few steps):")
+    for line in cost.describe(costs, plan.workers):
+        log.info(line)
+    return costs
 
 
 def _execute(todo: list[Job], ex: Executor, ds: Dataset, clf: Any) -> list[dict[str, Any]]:
@@ -324,37 +239,4 @@ def _plan(
     workers = min(jobs, len(names) * seeds)
     cores = os.cpu_count() or 1
     threads = threads if threads is not None else (max(1, cores // workers) if workers > 1 else 0)
-    root = Path(out)
-    (root / "runs").mkdir(parents=True, exist_ok=True)
-    return StudyPlan(names, list(range(seeds)), resolved, root, workers, threads)
-
-
-class _Prefix(logging.Filter):
-    """Prefix each record with ``[config seed k]`` so the interleaved lines of parallel jobs stay readable."""
-
-    def __init__(self, tag: str) -> None:
-        super().__init__()
-        self.tag = f"[{tag}] "
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith("["):
-            record.msg = self.tag + str(record.msg)
-        return True
-
-
-@contextmanager
-def _prefixed(tag: str) -> Iterator[None]:
-    f = _Prefix(tag)
-    handlers = logging.getLogger(LOGGER).handlers
-    for h in handlers:
-        h.addFilter(f)
-    try:
-        yield
-    finally:
-        for h in handlers:
-            h.removeFilter(f)
-
-
-def job_dict(job: Job) -> dict[str, Any]:
-    """A job as plain data (for logs and tests)."""
-    return asdict(job)
+    return StudyPlan(names, list(range(seeds)), resolved, Path(out), workers, threads)

@@ -1,0 +1,122 @@
+"""What a study will cost before it starts: each run's training and NLL time, measured on a few steps here.
+
+The study prints this estimate first (``mnist-vae study --estimate`` prints it and stops). A run
+costs ``epochs × train images / training rate`` plus ``K × test images / decoder rate`` plus a
+fixed part for the rest of the evaluation (ELBO terms, probe, samples); the rates are timed on
+this machine, with the study's threads per job and precision, on a few steps of the real model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..config import EvalConfig, RunConfig
+from ..evaluation.likelihood import decoder_rate
+from ..losses import elbo_terms
+from ..models import VAE
+from ..runtime.device import autocast_for, resolve_device, resolve_precision
+from ..runtime.process import set_threads
+
+#: Seconds of evaluation besides the NLL (ELBO terms, encoding the training set, the probe,
+#: 10,000 samples judged by the classifier), measured on 2 CPU cores; a small part of a run.
+OTHER_EVAL_S = 40.0
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """Estimated seconds of one run (one configuration, one seed)."""
+
+    config: str
+    train_s: float
+    nll_s: float
+    other_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.train_s + self.nll_s + self.other_s
+
+
+def training_rate(cfg: RunConfig, steps: int = 4, warmup: int = 2) -> float:
+    """Training images per second of ``cfg`` here (forward, backward and Adam on random digits)."""
+    device = resolve_device(cfg.train.device)
+    torch.manual_seed(0)
+    model = VAE(cfg.model).to(device)
+    model.decoder.channels_last = cfg.train.channels_last
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    autocast = autocast_for(resolve_precision(cfg.train.precision, device), device)
+    x = torch.rand(cfg.train.batch_size, 28, 28, device=device)
+    times = []
+    for _ in range(warmup + steps):
+        t = time.perf_counter()
+        if autocast is not None:
+            with autocast:
+                logits, mu, logvar = model(x)
+        else:
+            logits, mu, logvar = model(x)
+        loss, _, _ = elbo_terms(logits, x, mu, logvar)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss.item()  # waits for an accelerator
+        times.append(time.perf_counter() - t)
+    return cfg.train.batch_size / sorted(times[warmup:])[steps // 2]
+
+
+def estimate(configs: dict[str, RunConfig], seeds: int, settings: EvalConfig, n_train: int, n_test: int) -> list[RunCost]:
+    """Estimated cost of every run of a study, measured config by config with each run's thread count."""
+    out = []
+    for name, cfg in configs.items():
+        set_threads(cfg.train.threads)
+        rate = training_rate(cfg)
+        device = resolve_device(cfg.train.device)
+        nll_rate = decoder_rate(VAE(cfg.model).to(device).eval(), settings.chunk, resolve_precision(settings.precision, device))
+        train_s = cfg.train.epochs * n_train / rate
+        nll_s = settings.k * n_test / nll_rate
+        out += [RunCost(name, train_s, nll_s, OTHER_EVAL_S)] * seeds
+    return out
+
+
+def wall_estimate(costs: list[RunCost], workers: int) -> float:
+    """Wall seconds of the runs on ``workers`` workers, longest first, each taken by the first free worker."""
+    free = [0.0] * max(1, workers)
+    for c in sorted(costs, key=lambda c: c.total_s, reverse=True):
+        i = min(range(len(free)), key=free.__getitem__)
+        free[i] += c.total_s
+    return max(free) if costs else 0.0
+
+
+def describe(costs: list[RunCost], workers: int) -> list[str]:
+    """Lines for the log: per configuration, then the total."""
+    lines = []
+    for name in dict.fromkeys(c.config for c in costs):
+        mine = [c for c in costs if c.config == name]
+        c = mine[0]
+        lines.append(
+            f"  {name}: {len(mine)} run(s) x (training {c.train_s / 60:.1f} min + NLL {c.nll_s / 60:.1f} min "
+            f"+ {c.other_s / 60:.1f} min other evaluation)"
+        )
+    train, nll = sum(c.train_s for c in costs), sum(c.nll_s for c in costs)
+    wall = wall_estimate(costs, workers)
+    lines.append(
+        f"  in all: training {train / 60:.0f} min, NLL {nll / 60:.0f} min of work; about {wall / 60:.0f} min wall "
+        f"with {workers} job(s) (estimated from a few timed steps; {_share(nll, train + nll)} of it the NLL)"
+    )
+    return lines
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.0f}%" if whole and math.isfinite(whole) else "n/a"
+
+
+def as_dict(costs: list[RunCost], workers: int) -> dict[str, Any]:
+    """The estimate for study.json."""
+    return {
+        "runs": [{"config": c.config, "train_s": c.train_s, "nll_s": c.nll_s, "other_s": c.other_s} for c in costs],
+        "wall_s": wall_estimate(costs, workers),
+        "workers": workers,
+    }
