@@ -47,11 +47,36 @@ def test_gemm_path_passes_gradcheck():
     assert torch.autograd.gradcheck(_SameConvTranspose1.apply, (x, w, b))
 
 
+@pytest.mark.parametrize("c_in, c_out, stride, kernel, side", [(64, 32, 2, 3, 7), (32, 1, 2, 3, 14), (5, 3, 2, 5, 4), (4, 6, 3, 3, 5)])
+def test_strided_split_backward_matches_the_stock_kernel(c_in, c_out, stride, kernel, side):
+    torch.manual_seed(0)
+    layer = conv_transpose_same(c_in, c_out, stride, kernel).double()
+    x = torch.randn(3, c_in, side, side, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    assert layer._fast_path_applies(x)
+    (y, *grads), (y_ref, *grads_ref) = _both_paths(layer, x)
+    assert y.shape == y_ref.shape
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
+    for got, want in zip(grads, grads_ref):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_split_backward_passes_gradcheck():
+    torch.manual_seed(0)
+    layer = conv_transpose_same(3, 2, 2, 3).double()
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    w, b = layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_()
+    from mnist_vae.models.convt import _SplitBackwardConvT
+
+    args = (x, w, b, layer.stride, layer.padding, layer.output_padding)
+    assert torch.autograd.gradcheck(_SplitBackwardConvT.apply, args)
+
+
 def test_stock_kernel_where_the_fast_paths_do_not_apply():
     x = torch.randn(2, 32, 14, 14)
     assert not conv_transpose_same(32, 1, 1, 3)._fast_path_applies(x)  # contiguous, not channels-last
     cl = x.contiguous(memory_format=torch.channels_last)
-    assert not conv_transpose_same(32, 1, 2, 3)._fast_path_applies(cl)  # stride 2
+    assert not ConvTranspose2d(32, 4, 3, stride=2, dilation=2)._fast_path_applies(cl)  # dilated
+    assert not ConvTranspose2d(32, 4, 3, stride=2, bias=False)._fast_path_applies(cl)  # no bias
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not conv_transpose_same(32, 1, 1, 3)._fast_path_applies(cl)
 

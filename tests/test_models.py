@@ -76,3 +76,19 @@ def test_save_then_load_gives_identical_outputs(name, tmp_path):
     x, z = torch.rand(3, 28, 28), torch.randn(3, cfg.model.latent_dim)
     assert torch.equal(model.encode(x)[0], clone.encode(x)[0])
     assert torch.equal(model.decode(z), clone.decode(z))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_cpu_dropout_keeps_units_with_probability_one_minus_p_and_rescales(p):
+    from mnist_vae.models.decoder import Dropout
+
+    torch.manual_seed(0)
+    layer = Dropout(p).train()
+    x = torch.ones(200_000, requires_grad=True)
+    y = layer(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.005
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+    y.sum().backward()  # the gradient flows through the kept units only, scaled like the values
+    torch.testing.assert_close(x.grad, y.detach())
+    assert torch.equal(layer.eval()(x), x)

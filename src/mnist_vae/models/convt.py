@@ -44,6 +44,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         super().__init__(*args, **kwargs)
         k = self.kernel_size[0]
         # The layer's own conditions, fixed at construction; forward() checks only the input's.
+        self._plain = self.dilation == (1, 1) and self.groups == 1 and self.bias is not None
         self._same_stride1 = (
             self.stride == (1, 1)
             and self.dilation == (1, 1)
@@ -57,6 +58,8 @@ class ConvTranspose2d(nn.ConvTranspose2d):
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         if output_size is None and self._fast_path_applies(x):
+            if not self._same_stride1:  # strided: oneDNN forward, backward in three separate calls
+                return _SplitBackwardConvT.apply(x, self.weight, self.bias, self.stride, self.padding, self.output_padding)
             if self.out_channels <= GEMM_MAX_OUT_CHANNELS:
                 return _SameConvTranspose1.apply(x, self.weight, self.bias)
             # conv_transpose(x, W, padding p) = conv2d(x, W with in/out swapped and flipped, padding k-1-p)
@@ -64,9 +67,9 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         return super().forward(x, output_size)
 
     def _fast_path_applies(self, x: torch.Tensor) -> bool:
-        """Stride 1, "same" padding, odd square kernel, on channels-last fp32/fp64 CPU input."""
+        """No dilation or groups, a bias, on channels-last fp32/fp64 CPU input, not while exporting."""
         return (
-            self._same_stride1
+            self._plain
             and x.dim() == 4
             and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.float64)
@@ -75,6 +78,47 @@ class ConvTranspose2d(nn.ConvTranspose2d):
             and not torch.jit.is_tracing()
             and not torch.onnx.is_in_onnx_export()
         )
+
+
+class _SplitBackwardConvT(torch.autograd.Function):
+    """A strided transposed convolution whose backward is three calls instead of oneDNN's combined one.
+
+    The input gradient is the plain convolution it is (``conv2d(grad, W, stride, padding)``), the
+    weight gradient comes from ``convolution_backward`` asked for the weight alone, the bias
+    gradient is a sum: faster on CPU than the combined call (docs/performance.md).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: tuple[int, int],
+                padding: tuple[int, int], output_padding: tuple[int, int]) -> torch.Tensor:  # fmt: skip
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, padding, output_padding)
+        return F.conv_transpose2d(x, weight, bias, stride, padding, output_padding)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        stride, padding, output_padding = ctx.conf
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = F.conv2d(grad, weight, None, stride, padding)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.ops.aten.convolution_backward(
+                grad,
+                x,
+                weight,
+                [weight.shape[1]],
+                list(stride),
+                list(padding),
+                [1, 1],
+                True,
+                list(output_padding),
+                1,
+                [False, True, False],
+            )[1]
+        if ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None, None
 
 
 class _SameConvTranspose1(torch.autograd.Function):
