@@ -149,7 +149,7 @@ def add_commands(add: Adder) -> None:
         choices=PRECISIONS,
         default=STUDY_TRAIN_PRECISION,
         help="training precision of every configuration (auto: bf16 where the hardware computes it natively, fp32 elsewhere; "
-        "bf16 moved NLL by -0.15 nats [-0.57, +0.28] over 12 paired seeds, docs/performance.md)",
+        "docs/performance.md has the paired-seed evidence behind this default)",
     )
     p.add_argument("--out", default="study", help="study folder (every Dask worker must reach it)")
     p.add_argument("--report-only", action="store_true", help="train nothing: write the report from the runs already evaluated")

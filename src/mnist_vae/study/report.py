@@ -119,15 +119,20 @@ def _intro(meta: dict[str, Any]) -> list[str]:
         f"{len(seeds)} training seed(s) per configuration ({', '.join(map(str, seeds))}); binarization: {meta['binarize']}; "
         f"training precision {', '.join(meta['train_precisions'])}, device {meta['device']}.",
         f"Every number is the mean over seeds ± the half-width of its 95% Student-t interval. NLL: importance-weighted bound with "
-        f"K = {meta['k']} (decoder in {meta['precision']}). Samples: {meta['n_samples']:,} per run, judged by a CNN with test accuracy "
+        f"K = {meta['k']} (decoder in {', '.join(meta.get('nll_precisions') or [meta['precision']])}). Samples: {meta['n_samples']:,} per run, judged by a CNN with test accuracy "
         f"{meta['classifier_accuracy']:.4f}; Fréchet distance on its features, train-vs-test floor {meta['frechet_floor']:.2f}.",
         "Lower is better for −ELBO, reconstruction, NLL, blank rate and Fréchet; higher for probe accuracy, reconstructions read "
         "right and coverage (of 10). `mlp-vae` is the reference: the standard MLP VAE of pytorch/examples.",
     ]
-    if "wall_seconds" in meta:
+    spent = meta.get("run_minutes")
+    summed = f"summed over its runs, training took {spent['train']:.1f} min and evaluation {spent['eval']:.1f} min" if spent else ""
+    if meta.get("report_only"):
+        lines.append(f"This report was made with --report-only from runs trained and evaluated earlier; {summed}.")
+    elif "wall_seconds" in meta:
         lines.append(
-            f"This study ran in {meta['wall_seconds'] / 60:.1f} min with {meta['jobs']} job(s) ({meta['executor']} executor); the "
-            f"largest peak resident memory of any of its processes was {meta.get('peak_rss_mb', float('nan')):,.0f} MB."
+            f"This study's last invocation ran {meta['wall_seconds'] / 60:.1f} min with {meta['jobs']} job(s) ({meta['executor']} executor)"
+            f"{'; ' + summed if summed else ''}; the largest peak resident memory of any of its processes was "
+            f"{meta.get('peak_rss_mb', float('nan')):,.0f} MB."
         )
     if meta["binarize"] == "none":
         lines.append(

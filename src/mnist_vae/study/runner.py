@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -151,7 +152,7 @@ def run_study(
     if not rows:
         raise ConfigError(f"{plan.out}: no run of this study has been trained and evaluated yet")
     meta = _meta(plan, settings, rows, ds, clf, costs, epochs=epochs, binarize=binarize, device=device, executor=executor,
-                 wall=time.perf_counter() - t0)  # fmt: skip
+                 wall=time.perf_counter() - t0, report_only=report_only)  # fmt: skip
     result, md, page = _report(plan, rows, meta)
     return {**result, "report_md": md, "report_html": page}
 
@@ -180,6 +181,7 @@ def _meta(
     device: str,
     executor: str,
     wall: float,
+    report_only: bool = False,
 ) -> dict[str, Any]:
     """The study's settings and facts for the report and study.json."""
     return {
@@ -187,10 +189,17 @@ def _meta(
         "binarize": binarize, "precision": settings.precision, "device": device, "dataset": ds.info(),
         "train_precisions": sorted({r["train_precision"] for r in rows}), "configs": plan.names,
         "classifier_accuracy": getattr(clf, "test_accuracy", float("nan")), "frechet_floor": getattr(clf, "floor_frechet", float("nan")),
-        "jobs": plan.workers, "executor": executor, "wall_seconds": round(wall, 1),
+        "jobs": plan.workers, "executor": executor, "wall_seconds": round(wall, 1), "report_only": report_only,
+        "run_minutes": {"train": _minutes(rows, "train_seconds"), "eval": _minutes(rows, "eval_seconds")},
+        "nll_precisions": sorted({r["precision"] for r in rows}),
         "peak_rss_mb": round(max([peak_rss_mb(), *(r["peak_rss_mb"] for r in rows)])),
         "estimate": cost.as_dict(costs, plan.workers) if costs else None,
     }  # fmt: skip
+
+
+def _minutes(rows: list[dict[str, Any]], key: str) -> float:
+    """A per-run time in seconds, summed over the runs that recorded it, in minutes."""
+    return round(sum(r[key] for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])) / 60, 1)
 
 
 def _configure(plan: StudyPlan, *, epochs: int, binarize: str, device: str, precision: str | None, data: tuple[str, str] | None) -> None:
