@@ -81,6 +81,7 @@ def test_study_two_configs_two_seeds_report_and_restart(small, tmp_path, monkeyp
     with captured_log() as logs:
         run_study(["baseline", "fast-lr"], **kwargs)
     assert sum("skipped" in m for m in logs) == 4
+    assert any("left to do: 4 of 4 run(s) already finished, 0 partly trained; about 0 min wall" in m for m in logs)
     # ...and other settings are refused with one line naming the difference.
     with pytest.raises(ConfigError, match=r"made with epochs = 2, not 3"):
         run_study(["baseline", "fast-lr"], **{**kwargs, "epochs": 3})
@@ -127,10 +128,15 @@ def test_cached_classifier_is_reused(small, tmp_path, monkeypatch):
 
 def test_cost_model_schedules_longest_first_and_the_estimate_writes_nothing(small, tmp_path, capsys):
     from mnist_vae.cli import main
-    from mnist_vae.study.cost import RunCost, wall_estimate
+    from mnist_vae.study.cost import RunCost, left_to_do, wall_estimate
 
     costs = [RunCost("a", 100, 50, 0), RunCost("b", 60, 0, 0), RunCost("c", 40, 0, 0), RunCost("d", 30, 0, 0)]
     assert wall_estimate(costs, 1) == 280 and wall_estimate(costs, 2) == 150  # a alone; b + c + d on the other worker
+    assert left_to_do(costs, [(1, 1)] * 4, 1) is None  # nothing done yet: the estimate above says it all
+    # a finished, b half trained, c trained but not evaluated, d untouched: 30 + 60 + 30 = 120 s on one worker
+    line = left_to_do([RunCost("a", 100, 50, 0), RunCost("b", 60, 0, 0), RunCost("c", 40, 60, 0), RunCost("d", 30, 0, 0)],
+                      [(0, 0), (0.5, 1), (0, 1), (1, 1)], 1)  # fmt: skip
+    assert line == "  left to do: 1 of 4 run(s) already finished, 2 partly trained; about 2 min wall with 1 job(s)"
     npz = write_npz(tmp_path / "d.npz", small)
     out = tmp_path / "study"
     args = ["study", "--configs", "baseline,mlp-vae", "--seeds", "2", "--epochs", "3", "--k", "10", "--data-path", str(npz)]

@@ -26,7 +26,8 @@ def _table(rows: list[dict[str, Any]], peak_gflops: float) -> str:
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        nll = f"{r['nll_passes_s_fp32']:,.0f} / {r['nll_passes_s_bf16']:,.0f}"
+        bf16 = r.get("nll_passes_s_bf16")
+        nll = f"{r['nll_passes_s_fp32']:,.0f} / {'n/a (not native)' if bf16 is None else f'{bf16:,.0f}'}"
         lines.append(
             f"| {r['config']} | {r['parameters']:,} | {r['train_mflop']:.1f} | {r['reference_img_s']:,.0f} | {r['train_img_s']:,.0f} "
             f"| {100 * r['overhead']:+.1f}% | {r['train_gflop_s']:.1f} ({100 * r['train_gflop_s'] / peak_gflops:.0f}%) "
@@ -105,7 +106,8 @@ def _print_extras(result: dict[str, Any], args: argparse.Namespace) -> None:
             full = 5000 * 2000
             print(
                 f"\nimportance-weighted NLL of optimized, K=5000 on 2,000 test images, projected from the rates above: "
-                f"{full / r['nll_passes_s_fp32'] / 60:.1f} min in fp32, {full / r['nll_passes_s_bf16'] / 60:.1f} min in bf16"
+                f"{full / r['nll_passes_s_fp32'] / 60:.1f} min in fp32"
+                + ("" if r.get("nll_passes_s_bf16") is None else f", {full / r['nll_passes_s_bf16'] / 60:.1f} min in bf16")
             )
     if "optimized_50_epochs_wall_s" in result:
         print(f"\n`mnist-vae train --config optimized` (50 epochs, embedded digits): {result['optimized_50_epochs_wall_s']:.1f} s wall")

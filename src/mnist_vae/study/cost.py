@@ -81,6 +81,20 @@ def estimate(configs: dict[str, RunConfig], seeds: int, settings: EvalConfig, n_
     return out
 
 
+def left_to_do(costs: list[RunCost], left: list[tuple[float, float]], workers: int) -> str | None:
+    """A log line for a study that is partly done (``left``: per run, the share of training and of evaluation
+    still to do, in the order of ``costs``); None when nothing has been done yet."""
+    rest = [RunCost(c.config, c.train_s * t, c.nll_s * e, c.other_s * e) for c, (t, e) in zip(costs, left)]
+    finished = sum(1 for t, e in left if t == 0 and e == 0)
+    partly = sum(1 for t, e in left if 0 < t < 1 or (t == 0 and e > 0))
+    if not finished and not partly:
+        return None
+    return (
+        f"  left to do: {finished} of {len(left)} run(s) already finished, {partly} partly trained; about "
+        f"{wall_estimate([r for r in rest if r.total_s > 0], workers) / 60:.0f} min wall with {workers} job(s)"
+    )
+
+
 def wall_estimate(costs: list[RunCost], workers: int) -> float:
     """Wall seconds of the runs on ``workers`` workers, longest first, each taken by the first free worker."""
     free = [0.0] * max(1, workers)

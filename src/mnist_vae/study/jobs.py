@@ -141,6 +141,20 @@ def table_row(run_dir: Path, ev: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def work_left(job: Job) -> tuple[float, float]:
+    """(share of its training, share of its evaluation) this run still has to do, read from its folder."""
+    cfg, path = RunConfig.from_dict(job.cfg), Path(job.run_dir)
+    ev = _read_eval(path)
+    if ev is not None and _eval_matches(ev, cfg.train.epochs, resolved(job.settings, resolve_device(job.eval_device))):
+        return 0.0, 0.0
+    try:
+        lines = (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if (path / RUN_MARKER).exists() else []
+    except OSError:
+        lines = []
+    epochs_done = sum(1 for line in lines if line.strip())
+    return max(0.0, 1.0 - epochs_done / cfg.train.epochs), 1.0
+
+
 def finished_rows(todo: list[Job]) -> list[dict[str, Any]]:
     """The rows of the jobs already trained and evaluated with these settings; the others are named and left out."""
     rows = []

@@ -34,7 +34,7 @@ from ..presets import study_configs
 from ..runtime.process import peak_rss_mb
 from . import cost
 from .executors import Executor, make_executor
-from .jobs import Job, config_for, finished_rows, folder_name, run_job
+from .jobs import Job, config_for, finished_rows, folder_name, run_job, work_left
 from .report import summarize, write_report
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,11 @@ def run_study(
     ex = None if report_only else make_executor(executor, plan.workers, scheduler)  # no dask / bad --scheduler: one line, before any work
     clf = classifier or get_classifier(ds)  # trained once here, so workers only read the cache
     todo = plan_jobs(plan, settings, device)
+    if costs:
+        by_config = {c.config: c for c in costs}
+        line = cost.left_to_do([by_config[j.config] for j in todo], [work_left(j) for j in todo], plan.workers)
+        if line:
+            log.info(line)
     log.info(
         f"study: {len(plan.names)} configuration(s) x {len(plan.seeds)} seed(s) = {len(todo)} runs, {epochs} epochs, "
         f"K={settings.k}, {settings.n_samples:,} samples; {executor} executor, {plan.workers} job(s) x "

@@ -1,0 +1,85 @@
+"""One training step with this round's CPU kernels on and off, paired, in one process.
+
+    python bench/kernels_ab.py [CONFIG ...] [--rounds 25] [--threads 1]
+
+"on": strided transposed convolutions with the split backward (models/convt.py) and dropout masks
+from uniform draws (models/decoder.py); "off": the stock `F.conv_transpose2d` backward and
+`nn.Dropout`. The two alternate step by step on the same model and batch, so machine drift hits
+both; prints the median step time of each and the median of the paired ratios off/on with its
+quartiles (above 1: the new kernels are faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnist_vae.losses import elbo_terms
+from mnist_vae.models import VAE, convt, decoder
+from mnist_vae.presets import get_config
+
+SPLIT_APPLY, FAST_DROPOUT = convt._SplitBackwardConvT.apply, decoder.Dropout.forward
+
+
+def _stock(x, w, b, stride, padding, output_padding):  # type: ignore[no-untyped-def]
+    return F.conv_transpose2d(x, w, b, stride, padding, output_padding)
+
+
+def _use_new_kernels(on: bool) -> None:
+    convt._SplitBackwardConvT.apply = SPLIT_APPLY if on else _stock  # type: ignore[method-assign]
+    decoder.Dropout.forward = FAST_DROPOUT if on else nn.Dropout.forward  # type: ignore[method-assign]
+
+
+def compare(name: str, rounds: int) -> dict[str, float]:
+    """Median step milliseconds with the new kernels on and off, and the paired ratio off/on."""
+    torch.manual_seed(0)
+    model = VAE(get_config(name).model).train()
+    model.decoder.channels_last = True
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    x = torch.rand(100, 28, 28)
+
+    def step() -> float:
+        t = time.perf_counter()
+        logits, mu, logvar = model(x)
+        loss, _, _ = elbo_terms(logits, x, mu, logvar)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - t
+
+    for on in (True, False, True):  # warm-up of both paths
+        _use_new_kernels(on)
+        step()
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds):
+        for on in (True, False):
+            _use_new_kernels(on)
+            times[on].append(step())
+    _use_new_kernels(True)
+    ratios = [off / on for on, off in zip(times[True], times[False])]
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return {"on_ms": 1e3 * statistics.median(times[True]), "off_ms": 1e3 * statistics.median(times[False]),
+            "ratio": statistics.median(ratios), "q1": q1, "q3": q3}  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("configs", nargs="*", default=["original", "optimized", "dropout"])
+    p.add_argument("--rounds", type=int, default=25, help="paired steps (default: 25)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print("| config | step ms, kernels off | step ms, on | off / on, paired median [quartiles] |")
+    print("|---|---|---|---|")
+    for name in args.configs:
+        r = compare(name, args.rounds)
+        print(f"| {name} | {r['off_ms']:.1f} | {r['on_ms']:.1f} | {r['ratio']:.3f} [{r['q1']:.3f}, {r['q3']:.3f}] |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
