@@ -134,6 +134,7 @@ def _kill_mid_run(client, runs: list[Path], seen: dict) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 def test_study_on_two_dask_workers_survives_a_killed_worker(cluster, tmp_path, monkeypatch, request):
     client, worker_logs = cluster
     request.addfinalizer(functools.partial(torch.set_num_threads, torch.get_num_threads()))  # the local study sets 1

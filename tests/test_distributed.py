@@ -84,6 +84,7 @@ def test_bf16_autocast_trains_on_cpu(tiny, tmp_path, single_run):
 # --- data-parallel on the CPU (gloo) ---------------------------------------------------------------
 
 
+@pytest.mark.distributed
 def test_two_gloo_processes_match_one_process_with_the_global_batch(tiny, single_run, tmp_path):
     out = tmp_path / "ddp"
     out.mkdir()
@@ -108,6 +109,7 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(tiny, single
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 def test_nproc_flag_starts_the_same_training_through_the_elastic_launcher(tiny, single_run, tmp_path):
     out = tmp_path / "nproc"
     p = run_ok(
@@ -139,6 +141,7 @@ def test_nproc_flag_starts_the_same_training_through_the_elastic_launcher(tiny, 
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 def test_two_machines_on_localhost(tiny, single_run, tmp_path):
     """Two torchrun invocations, one per "machine" (--nnodes 2), meeting at 127.0.0.1:PORT."""
     out = tmp_path / "multi"
@@ -180,6 +183,7 @@ def test_two_machines_on_localhost(tiny, single_run, tmp_path):
 # --- CUDA: the same small trainings, where a GPU exists ---------------------------------------------
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not has_cuda, reason="no CUDA device on this machine")
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_training_on_cuda(tiny, single_run, tmp_path, precision):
@@ -192,6 +196,7 @@ def test_training_on_cuda(tiny, single_run, tmp_path, precision):
     assert json.loads((tmp_path / "cuda" / "meta.json").read_text())["device"].startswith("cuda")
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not has_cuda, reason="no CUDA device on this machine")
 def test_cuda_resume_is_exact(tiny, tmp_path):
     from mnist_vae.training import Interrupted

@@ -9,7 +9,8 @@ reference run's (``torch.equal``), as must the recorded losses.
 The kill points are drawn at random from the catalogue below with a seed (``MNIST_VAE_KILL_SEED``,
 default 7) so that a failure can be replayed. The default suite runs 3 kills + SIGINT + SIGTERM;
 ``-m slow`` adds 8 more plus 2 kills at random wall-clock moments; ``MNIST_VAE_KILL_POINTS=all``
-makes the slow test run the whole catalogue.
+makes the slow test run the whole catalogue. Every case that starts a training subprocess is marked
+``distributed``, so ``-m "not distributed"`` keeps only the in-process SIGTERM case.
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ def kill_and_resume(kind: str, n: int, binarize: str, npz, reference, tmp_path) 
         assert f"from E{newest:04d}-S00000" in resumed.stdout, f"{context}: did not resume from the newest good checkpoint"
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("kind,n,binarize", DEFAULT_POINTS, ids=[f"{k}:{n}-{b}" for k, n, b in DEFAULT_POINTS])
 def test_sigkill_then_resume_is_bitwise_identical(kind, n, binarize, npz, reference, tmp_path):
     kill_and_resume(kind, n, binarize, npz, reference, tmp_path)
@@ -157,6 +159,7 @@ def stop_and_resume(signame: str, code: int, stopped: subprocess.CompletedProces
 MID_STEP = STEPS_PER_EPOCH + random.Random(SEED).randrange(1, STEPS_PER_EPOCH)
 
 
+@pytest.mark.distributed
 def test_sigint_saves_mid_epoch_checkpoint_exits_130_and_resume_is_bitwise_identical(npz, reference, tmp_path):
     run = tmp_path / "run"
     stopped = run_cli(train_args(npz, run, "dynamic"), fault=f"sigint:{MID_STEP}")  # a real process gets the signal
@@ -183,12 +186,14 @@ def test_sigterm_saves_mid_epoch_checkpoint_exits_143_and_resume_is_bitwise_iden
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 @pytest.mark.parametrize("kind,n,binarize", SLOW_POINTS, ids=[f"{k}:{n}-{b}" for k, n, b in SLOW_POINTS])
 def test_sigkill_more_points(kind, n, binarize, npz, reference, tmp_path):
     kill_and_resume(kind, n, binarize, npz, reference, tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 @pytest.mark.parametrize("attempt", range(2))
 def test_sigkill_at_random_moments_twice_then_resume(attempt, npz, reference, tmp_path):
     """An outside ``kill -9`` at random wall-clock moments (twice in a row), then resume."""
@@ -224,6 +229,7 @@ def _finish_after_kill(run, args: list[str]) -> subprocess.CompletedProcess:
     return run_in_process(args)
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("kind", ["claim-tmp", "claim-renamed"])
 def test_kill_while_claiming_the_run_folder_leaves_nothing_or_a_resumable_run(kind, npz, reference, tmp_path):
     run = tmp_path / "run"
@@ -239,6 +245,7 @@ def test_kill_while_claiming_the_run_folder_leaves_nothing_or_a_resumable_run(ki
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 @pytest.mark.parametrize("attempt", range(4))
 def test_sigkill_in_the_first_seconds_leaves_nothing_or_a_resumable_run(attempt, npz, reference, tmp_path):
     """``kill -9`` at a random moment of the first seconds of `train` (start-up, data, claiming the folder)."""
