@@ -6,17 +6,20 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 
 from ..errors import CheckpointError
 
 
 def read_safetensors(path: Path, what: str = "safetensors file") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a safetensors file; a missing or damaged file is a one-line :class:`CheckpointError`."""
+    """(tensors, metadata) of a safetensors file; a missing or damaged file is a one-line :class:`CheckpointError`.
+
+    The file is opened once: its header gives the metadata, and the same handle reads every tensor.
+    """
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-        return load_file(str(path)), metadata
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+        return tensors, metadata
     except FileNotFoundError:
         raise CheckpointError(f"{path}: {what} not found") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
