@@ -4,7 +4,7 @@
 
 Seeds 0 and 1 come from the GPU study (docs/results/h200/lstm.json), seed 2 from the CPU runs
 (docs/results/cpu/lstm_seed2.json); the intervals and verdicts are the study's own
-(`mnist_vae.study.stats`).
+(`mnist_vae.stats`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mnist_vae.study.stats import interval, paired, seeds_needed, verdict
+from mnist_vae.stats import interval, paired, seeds_needed, verdict
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 CONFIGS = ("lstm-plus", "dense-encoder", "mlp-vae")

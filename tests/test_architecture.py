@@ -22,6 +22,7 @@ LAYERS = {
     "config": 0,
     "presets": 0,
     "losses": 0,
+    "stats": 0,
     "_version": 0,
     "io": 1,
     "runtime": 1,

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from mnist_vae.stats import interval, paired, seeds_needed, t975, verdict
 from mnist_vae.study.claims import CLAIMS, convergence_gap, epochs_to, evaluate_claims, roughness, stabilised_epoch
-from mnist_vae.study.stats import interval, paired, seeds_needed, t975, verdict
 
 
 def test_t_quantiles_and_interval_match_known_values():

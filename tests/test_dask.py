@@ -28,6 +28,7 @@ from mnist_vae.evaluation.classifier import Classifier, DigitCNN, cache_path, sa
 from mnist_vae.study.dask_executor import DaskExecutor
 from mnist_vae.study.executors import make_executor
 from mnist_vae.study.runner import run_study
+from mnist_vae.study.settings import StudySettings
 
 from helpers import captured_log, write_npz
 
@@ -143,14 +144,14 @@ def test_study_on_two_dask_workers_survives_a_killed_worker(cluster, tmp_path, m
     ds = load_dataset("auto", str(npz))
     torch.manual_seed(0)  # an untrained judge: the sample-quality numbers only have to be the same everywhere
     save_classifier(Classifier(DigitCNN().eval(), 0.5, 1.0, ds.sha256), cache_path(ds))
-    kwargs = dict(seeds=2, epochs=EPOCHS, settings=SETTINGS, dataset="auto", data_path=str(npz), threads=1)
+    settings = StudySettings(configs=("baseline",), seeds=2, epochs=EPOCHS, eval=SETTINGS, dataset="auto", data_path=str(npz), threads=1)
     out = tmp_path / "dask-study"
     runs = [out / "runs" / "baseline" / f"seed{s}" for s in (0, 1)]
     seen: dict = {}
     killer = threading.Thread(target=_kill_mid_run, args=(client, runs, seen), daemon=True)
     killer.start()
     with captured_log() as parent_log:
-        result = run_study(["baseline"], out=out, executor="dask", scheduler=client.scheduler.address, **kwargs)
+        result = run_study(settings.replace(out=out, executor="dask", scheduler=client.scheduler.address))
     killer.join(timeout=5)
 
     assert seen, "no worker was killed mid-run"
@@ -165,7 +166,7 @@ def test_study_on_two_dask_workers_survives_a_killed_worker(cluster, tmp_path, m
     assert len((killed / "metrics.jsonl").read_text().splitlines()) == EPOCHS  # no epoch twice
 
     # The same jobs as local processes: the same rows, and bitwise the same final weights.
-    local = run_study(["baseline"], out=tmp_path / "local-study", **kwargs)
+    local = run_study(settings.replace(out=tmp_path / "local-study"))
     for d, lo in zip(result["rows"], local["rows"]):
         assert {k: d[k] for k in SAME} == {k: lo[k] for k in SAME}
         assert Path(d["run"]).relative_to(out) == Path(lo["run"]).relative_to(tmp_path / "local-study")

@@ -13,6 +13,7 @@ from mnist_vae.errors import ConfigError
 from mnist_vae.evaluation.classifier import get_classifier, train_classifier
 from mnist_vae.presets import get_config
 from mnist_vae.study.runner import run_study
+from mnist_vae.study.settings import StudySettings
 from mnist_vae.training import Interrupted, train
 
 from helpers import captured_log, write_npz
@@ -44,17 +45,16 @@ def test_study_two_configs_two_seeds_report_and_restart(small, tmp_path, monkeyp
     )
     with pytest.raises(Interrupted):
         train(cfg, out / "runs" / "fast-lr" / "seed1", progress=False, figures=False, dataset=small, stop_after_steps=3)
-    kwargs = dict(
+    settings = StudySettings(
+        configs=("baseline", "fast-lr"),
         seeds=2,
         threads=1,
         epochs=2,
-        settings=EvalConfig(k=4, n_samples=200, chunk=600, precision="bf16"),
+        eval=EvalConfig(k=4, n_samples=200, chunk=600, precision="bf16"),
         out=out,
-        dataset=small,
-        classifier=clf,
     )
     with captured_log() as logs:
-        result = run_study(["baseline", "fast-lr"], **kwargs)
+        result = run_study(settings, dataset=small, classifier=clf)
     assert any(m.startswith("[fast-lr seed 1] resuming") for m in logs)
     md = (out / "report.md").read_text()
     table = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line][:3]
@@ -79,27 +79,21 @@ def test_study_two_configs_two_seeds_report_and_restart(small, tmp_path, monkeyp
     )
     # Restarted: every run is done, so nothing is retrained or re-evaluated.
     with captured_log() as logs:
-        run_study(["baseline", "fast-lr"], **kwargs)
+        run_study(settings, dataset=small, classifier=clf)
     assert sum("skipped" in m for m in logs) == 4
     assert any("left to do: 4 of 4 run(s) already finished, 0 partly trained; about 0 min wall" in m for m in logs)
     # ...and other settings are refused with one line naming the difference.
     with pytest.raises(ConfigError, match=r"made with epochs = 2, not 3"):
-        run_study(["baseline", "fast-lr"], **{**kwargs, "epochs": 3})
+        run_study(settings.replace(epochs=3), dataset=small, classifier=clf)
 
 
 def test_one_seed_study_says_inconclusive_one_seed(small, tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_VAE_DATA", str(tmp_path / "cache"))
     clf = train_classifier(small, epochs=1)
-    result = run_study(
-        ["baseline", "dropout"],
-        seeds=1,
-        threads=1,
-        epochs=1,
-        out=tmp_path / "s",
-        dataset=small,
-        classifier=clf,
-        settings=EvalConfig(k=2, n_samples=50, chunk=600),
+    settings = StudySettings(
+        configs=("baseline", "dropout"), seeds=1, threads=1, epochs=1, out=tmp_path / "s", eval=EvalConfig(k=2, n_samples=50, chunk=600)
     )
+    result = run_study(settings, dataset=small, classifier=clf)
     measured = [c for c in result["claims"] if c["verdict"] != "not measured"]
     assert measured and all(c["verdict"] == "inconclusive: one seed" for c in measured)
 

@@ -27,10 +27,11 @@ IMAGE_SIZE = 28
 
 # The choice types; every list of valid names (validation, the CLI's choices) is derived from these.
 EncoderKind = Literal["lstm", "mlp"]
-Readout = Literal["last", "all"]
+Readout = Literal["last", "all", "mean", "attention"]
 Head = Literal["conv", "dense"]
 DropoutPlace = Literal["every-hidden", "between-convs"]
 Binarize = Literal["none", "static", "dynamic"]
+LrSchedule = Literal["none", "cosine", "onecycle"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DatasetName = Literal["auto", "embedded", "mnist", "fashion-mnist"]
 EvalPrecision = Literal["auto", "fp32", "bf16"]
@@ -40,6 +41,7 @@ READOUTS: tuple[str, ...] = get_args(Readout)
 HEADS: tuple[str, ...] = get_args(Head)
 DROPOUT_PLACES: tuple[str, ...] = get_args(DropoutPlace)
 BINARIZE_MODES: tuple[str, ...] = get_args(Binarize)
+LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
 EVAL_PRECISIONS: tuple[str, ...] = get_args(EvalPrecision)
@@ -49,10 +51,12 @@ EVAL_PRECISIONS: tuple[str, ...] = get_args(EvalPrecision)
 class ModelConfig:
     """Architecture of the VAE.
 
-    Encoder: ``lstm`` reads the image as 28 rows of 28 pixels; ``readout`` picks the final hidden
-    state (``last``) or all 28 outputs flattened (``all``). ``mlp`` flattens the image instead.
-    ``encoder_hidden`` are dense layers between the readout (or the flat image) and the μ / log σ²
-    heads.
+    Encoder: ``lstm`` reads the image as 28 rows of 28 pixels (``lstm_layers`` stacked layers,
+    ``bidirectional`` reads the rows both ways); ``readout`` picks what feeds the code: the final
+    hidden state (``last``; both directions' when bidirectional), all 28 outputs flattened (``all``),
+    their mean (``mean``) or a learned softmax-weighted sum (``attention``). ``mlp`` flattens the
+    image instead. ``layernorm`` normalises the readout (or the flat image); ``encoder_hidden`` are
+    dense layers between it and the μ / log σ² heads.
 
     Decoder: ``decoder_dense`` dense layers, the last of which must have C·H·W units of
     ``decoder_reshape``; then transposed convolutions ``decoder_convs`` as (out_channels, stride),
@@ -63,7 +67,10 @@ class ModelConfig:
 
     encoder: EncoderKind = "lstm"
     lstm_hidden: int = 64
+    lstm_layers: int = 1
+    bidirectional: bool = False
     readout: Readout = "last"
+    layernorm: bool = False
     encoder_hidden: tuple[int, ...] = ()
     latent_dim: int = 16
     relu_on_mu: bool = False
@@ -81,6 +88,12 @@ class ModelConfig:
         _check_choice("head", self.head, HEADS)
         _check_choice("dropout_where", self.dropout_where, DROPOUT_PLACES)
         _check_positive("lstm_hidden", self.lstm_hidden)
+        _check_positive("lstm_layers", self.lstm_layers)
+        if self.encoder != "lstm":
+            lstm_only = {"lstm_layers": self.lstm_layers != 1, "bidirectional": self.bidirectional, "readout": self.readout != "last"}
+            for name, changed in lstm_only.items():
+                if changed:
+                    raise ConfigError(f"{name}: applies to the lstm encoder only, not encoder = {self.encoder!r}")
         _check_positive("latent_dim", self.latent_dim)
         for i, width in enumerate(self.encoder_hidden):
             _check_positive(f"encoder_hidden[{i}]", width)
@@ -132,6 +145,11 @@ class TrainConfig:
     lr: float = 5e-4
     beta: float = 1.0
     kl_warmup_epochs: int = 0
+    free_bits: float = 0.0  # nats per latent dimension: KL below it (batch mean) costs nothing in the loss
+    iwae_k: int = 1  # 1: the ELBO; K > 1: the importance-weighted bound with K samples (Burda et al.)
+    lr_schedule: LrSchedule = "none"  # per step: cosine decay to 0, or one-cycle up to max_lr and down
+    max_lr: float = 3e-3  # the one-cycle schedule's peak
+    weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay
     seed: int = 0
     dataset: DatasetName = "auto"
     data_path: str = ""
@@ -152,6 +170,16 @@ class TrainConfig:
             raise ConfigError(f"beta: must be a non-negative number, got {self.beta}")
         if self.kl_warmup_epochs < 0:
             raise ConfigError(f"kl_warmup_epochs: must be >= 0, got {self.kl_warmup_epochs}")
+        for name in ("free_bits", "weight_decay"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name}: must be a non-negative number, got {value}")
+        if not (self.max_lr > 0 and math.isfinite(self.max_lr)):
+            raise ConfigError(f"max_lr: must be a positive number, got {self.max_lr}")
+        _check_positive("iwae_k", self.iwae_k)
+        if self.iwae_k > 1 and self.free_bits > 0:
+            raise ConfigError(f"free_bits: applies to the ELBO (iwae_k = 1), not to the bound with iwae_k = {self.iwae_k}")
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if self.threads < 0:
             raise ConfigError(f"threads: must be >= 0 (0 = all cores), got {self.threads}")
         _check_choice("binarize", self.binarize, BINARIZE_MODES)
@@ -364,12 +392,3 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-#: The study's evaluation: the NLL's decoder in bf16 where the hardware computes it natively (several
-#: times faster there, a few hundredths of a nat off), fp32 elsewhere.
-STUDY_EVAL = EvalConfig(precision="auto")
-#: The study trains in bf16 where the hardware computes it natively (auto), fp32 elsewhere: over 12
-#: paired seeds bf16 changed `optimized`'s NLL by -0.15 nats, 95% interval [-0.57, +0.28]
-#: (docs/performance.md). `mnist-vae train` keeps fp32 as its default.
-STUDY_TRAIN_PRECISION = "auto"

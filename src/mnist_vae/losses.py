@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from typing import Protocol
 
@@ -35,12 +36,43 @@ def kl_per_image(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def elbo_terms(
-    logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float = 1.0
+    logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, reconstruction, KL), each the mean over the batch; loss = recon + β·KL."""
+    """(loss, reconstruction, KL), each the mean over the batch; loss = recon + β·KL.
+
+    ``free_bits`` > 0 (Kingma et al., 2016) puts a floor under each latent dimension's batch-mean KL
+    in the loss only, so dimensions below it are not pushed to the prior; the KL returned is the true one.
+    """
     recon = bce_per_image(logits.float(), x).mean()
     kl = kl_per_image(mu.float(), logvar.float()).mean()
+    if free_bits > 0:
+        return recon + beta * kl_per_dim(mu.float(), logvar.float()).mean(0).clamp(min=free_bits).sum(), recon, kl
     return recon + beta * kl, recon, kl
+
+
+def log_weights(
+    logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor, beta: float = 1.0
+) -> torch.Tensor:
+    """log p(x|z) + β·(log p(z) − log q(z|x)) for z = μ + σ·ε, ε [K, B, D]: [K, B] (the 2π terms cancel)."""
+    k, b = eps.shape[0], eps.shape[1]
+    log_px = -bce_per_image(logits.float(), x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])).view(k, b)
+    z = mu.float() + torch.exp(0.5 * logvar.float()) * eps
+    return log_px + beta * (0.5 * (eps.pow(2) - z.pow(2) + logvar.float())).sum(-1)
+
+
+def iwae_terms(
+    logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor, beta: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, reconstruction, KL): loss = −(log mean_k w_k), the importance-weighted bound of Burda et al.
+    (2016) with K = eps.shape[0] samples, its mean over the batch; ``logits`` [K·B, ...] decode z = μ + σ·ε.
+
+    β scales log p(z) − log q(z|x) inside the weights (a KL warm-up); reconstruction and KL are the
+    ELBO's terms (averaged over the K samples), for the epoch's record.
+    """
+    k = eps.shape[0]
+    loss = -(torch.logsumexp(log_weights(logits, x, mu, logvar, eps, beta), 0) - math.log(k)).mean()
+    recon = bce_per_image(logits.float(), x.unsqueeze(0).expand(k, *x.shape).reshape(-1, *x.shape[1:])).mean()
+    return loss, recon, kl_per_image(mu.float(), logvar.float()).mean()
 
 
 def kl_weight(beta: float, warmup_epochs: int, epoch: int, step: int, steps_per_epoch: int) -> float:

@@ -14,7 +14,7 @@ import torch
 
 from ..data import load_dataset, to_unit_float
 from ..presets import get_config
-from ..study.stats import equivalence, interval
+from ..stats import equivalence, interval
 from ..training import train
 from .loops import ReferenceLoop
 

@@ -1,12 +1,11 @@
-"""``mnist-vae evaluate``, ``classifier train`` and ``study``."""
+"""``mnist-vae evaluate`` and ``classifier train``."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..config import BINARIZE_MODES, EVAL_PRECISIONS, PRECISIONS, STUDY_EVAL, STUDY_TRAIN_PRECISION, EvalConfig
+from ..config import EVAL_PRECISIONS, EvalConfig
 from ..errors import ConfigError
-from ..study.executors import EXECUTORS
 from .common import Adder, add_dataset_options, add_threads_option, set_threads_from
 
 DEFAULTS = EvalConfig()
@@ -45,48 +44,7 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     return 0 if clf.test_accuracy >= MIN_ACCURACY else 1
 
 
-def cmd_study(args: argparse.Namespace) -> int:
-    from ..study.runner import run_study
-
-    result = run_study(
-        split_specs(args.configs) if args.configs else None,
-        seeds=args.seeds,
-        epochs=args.epochs,
-        settings=eval_settings(args),
-        dataset=args.dataset,
-        data_path=args.data_path or "",
-        binarize=args.binarize,
-        jobs=args.jobs,
-        out=args.out,
-        threads=args.threads,
-        executor=args.executor,
-        scheduler=args.scheduler,
-        device=args.device,
-        train_precision=args.train_precision,
-        report_only=args.report_only,
-        estimate_only=args.estimate,
-    )
-    if args.estimate:
-        return 0
-    print(result["report_md"].read_text(encoding="utf-8"))
-    print(f"wrote {result['report_md']} and {result['report_html']} in {result['meta']['wall_seconds']:.0f} s")
-    return 0
-
-
-def split_specs(text: str) -> list[str]:
-    """``a,b[x=1,y=2],c`` -> ["a", "b[x=1,y=2]", "c"]: commas inside brackets belong to the spec."""
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        depth += {"[": 1, "]": -1}.get(ch, 0)
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    return [c.strip() for c in [*out, cur] if c.strip()]
-
-
-def _eval_options(p: argparse.ArgumentParser, precision: str, precision_help: str) -> None:
+def eval_options(p: argparse.ArgumentParser, precision: str, precision_help: str) -> None:
     p.add_argument(
         "--k", type=int, default=DEFAULTS.k, help="importance samples per test image for the NLL (5000 = the published protocol)"
     )
@@ -99,7 +57,7 @@ def _eval_options(p: argparse.ArgumentParser, precision: str, precision_help: st
 
 
 def add_commands(add: Adder) -> None:
-    """Register ``evaluate``, ``classifier`` and ``study``."""
+    """Register ``evaluate`` and ``classifier``."""
     p = add(
         "evaluate",
         cmd_evaluate,
@@ -108,9 +66,7 @@ def add_commands(add: Adder) -> None:
         log_stream="stderr",
     )
     p.add_argument("run", metavar="RUN", help="a run folder")
-    _eval_options(
-        p, DEFAULTS.precision, "decoder precision for the NLL (bf16: faster where native, ~0.01 nat off; auto: bf16 where native)"
-    )
+    eval_options(p, DEFAULTS.precision, "decoder precision for the NLL (bf16: faster where native, ~0.01 nat off; auto: bf16 where native)")
     add_threads_option(p)
     p.add_argument(
         "--device", default="auto", help="where the model and the NLL run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"
@@ -124,33 +80,3 @@ def add_commands(add: Adder) -> None:
     add_dataset_options(p, default="auto")
     p.add_argument("--force", action="store_true", help="retrain even if a cached classifier exists")
     add_threads_option(p)
-
-    p = add("study", cmd_study, "train and evaluate several configurations and write STUDY/report.md and report.html", log_stream="stderr")
-    p.add_argument(
-        "--configs",
-        help="comma-separated configurations: names, or NAME[key=value,...] for a preset with fields "
-        "changed (default: the write-up's seven, the mlp-vae reference and lstm-plus)",
-    )
-    p.add_argument("--seeds", type=int, default=3, help="training seeds per configuration (0..N-1); findings are paired by seed")
-    p.add_argument("--epochs", type=int, default=50, help="epochs per configuration")
-    _eval_options(
-        p, STUDY_EVAL.precision, "decoder precision for the NLL (auto: bf16 where the hardware computes it natively, fp32 elsewhere)"
-    )
-    add_dataset_options(p, default="auto")
-    p.add_argument("--binarize", choices=BINARIZE_MODES, default="none", help="pixel binarization")
-    p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel on this machine (cores are split between them)")
-    p.add_argument("--threads", type=int, help="CPU threads per job (default: cores // jobs)")
-    p.add_argument("--executor", choices=EXECUTORS, default="local", help="local processes, or a Dask cluster (needs mnist-vae[dask])")
-    p.add_argument("--scheduler", metavar="tcp://HOST:8786", help="the Dask scheduler's address (with --executor dask)")
-    p.add_argument("--device", default="cpu", help="train and evaluate on: cpu, cuda, cuda:N, mps or auto")
-    p.add_argument(
-        "--train-precision",
-        dest="train_precision",
-        choices=PRECISIONS,
-        default=STUDY_TRAIN_PRECISION,
-        help="training precision of every configuration (auto: bf16 where the hardware computes it natively, fp32 elsewhere; "
-        "docs/performance.md has the paired-seed evidence behind this default)",
-    )
-    p.add_argument("--out", default="study", help="study folder (every Dask worker must reach it)")
-    p.add_argument("--report-only", action="store_true", help="train nothing: write the report from the runs already evaluated")
-    p.add_argument("--estimate", action="store_true", help="print the estimated time of every run (timed on a few steps here) and stop")

@@ -35,6 +35,7 @@ def evaluate_run(
     dataset: Dataset | None = None,
     progress: bool = False,
     device: str = "cpu",
+    screen: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a run folder's newest checkpoint on the exact test tensors it was trained against.
 
@@ -43,7 +44,9 @@ def evaluate_run(
     ``RUN/eval.json`` (atomically) and returns the same dict. ``classifier`` (anything with
     ``predict(images) -> (probs, features)`` and ``floor_frechet``) defaults to the cached digit
     classifier for the run's dataset; ``dataset`` replaces loading the one the run's config names
-    (its checksum must match the run's). ``device`` runs the model and the NLL there.
+    (its checksum must match the run's). ``device`` runs the model and the NLL there. ``screen``
+    measures only what an ablation screen needs: test ELBO terms, the NLL and active units (no
+    classifier, samples or probe).
     """
     t0 = time.perf_counter()
     dev = resolve_device(device)
@@ -52,7 +55,7 @@ def evaluate_run(
     data = prepare_data(run.config, dev, dataset=dataset)
     check_same_data(run.path, data.dataset, error=DataError)
     model = run.model.eval()
-    classifier = _announce(run, data.dataset, s, classifier)
+    classifier = _announce(run, data.dataset, s, classifier, screen)
     result: dict[str, Any] = {
         "run": str(run.path),
         "config": run.config.name,
@@ -65,18 +68,25 @@ def evaluate_run(
     }
     result.update(elbo_report(model, data.test_x, seed=s.seed))
     result["iwae"] = _nll(model, data.test_x, s, progress)
-    train_mu, _ = encode_all(model, data.train_x)
     test_mu, _ = encode_all(model, data.test_x)
     result["active_units"], result["mu_variance"] = active_units(test_mu)
+    result["parameters"] = count_parameters(model)
+    if screen:
+        result["screen"] = True
+        return _finish(result, run.path, t0)
+    train_mu, _ = encode_all(model, data.train_x)
     result["probe_accuracy"] = latent_probe(train_mu, data.dataset.train_labels, test_mu, data.test_labels, steps=s.probe_steps)
     reference = data.dataset.test_images.float() / 255.0  # grey test digits: what the classifier knows
     result["samples"] = sample_quality(model, classifier, reference, n=s.n_samples, seed=s.seed)
     result["recon_accuracy"] = reconstruction_accuracy(model, data.test_x, data.test_labels, classifier)
     if hasattr(classifier, "test_accuracy"):
         result["classifier_accuracy"] = classifier.test_accuracy
-    result["parameters"] = count_parameters(model)
+    return _finish(result, run.path, t0)
+
+
+def _finish(result: dict[str, Any], run_dir: Path, t0: float) -> dict[str, Any]:
     result["eval_seconds"] = round(time.perf_counter() - t0, 3)
-    atomic_write_text(Path(run.path) / "eval.json", json.dumps(result, indent=2))
+    atomic_write_text(Path(run_dir) / "eval.json", json.dumps(result, indent=2))
     return result
 
 
@@ -86,11 +96,11 @@ def resolved(settings: EvalConfig, device: torch.device) -> EvalConfig:
     return dataclasses.replace(settings, precision="bf16" if precision == "bf16" else "fp32")
 
 
-def _announce(run: Any, ds: Dataset, s: EvalConfig, classifier: Any) -> Any:
-    """Say what the evaluation will do and how long its slow parts should take; return the digit classifier."""
+def _announce(run: Any, ds: Dataset, s: EvalConfig, classifier: Any, screen: bool = False) -> Any:
+    """Say what the evaluation will do and how long its slow parts should take; return the digit classifier (None for a screen)."""
     log.info(f"evaluating {run.path} ({run.config.name}, epoch {run.epoch}) on {len(ds.test_labels):,} test digits")
-    clf = classifier if classifier is not None else cached_classifier(ds)
-    if clf is None:
+    clf = classifier if classifier is not None or screen else cached_classifier(ds)
+    if clf is None and not screen:
         seconds = estimate_training_seconds(ds)
         log.info(
             f"  first: the digit classifier that judges samples is not cached for this dataset yet; training it "
@@ -102,6 +112,9 @@ def _announce(run: Any, ds: Dataset, s: EvalConfig, classifier: Any) -> Any:
         f"  NLL: K = {s.k:,} importance samples x {len(ds.test_labels):,} images = {passes:,} decoder passes, "
         f"about {passes / rate:.0f} s at the {rate:,.0f} passes/s measured just now"
     )
+    if screen:
+        log.info("  then: active units (a screen: no classifier, samples or probe)")
+        return None
     log.info(f"  then: active units, a latent probe, {s.n_samples:,} samples and the test reconstructions judged by the classifier")
     return clf or get_classifier(ds)
 

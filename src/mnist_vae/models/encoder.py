@@ -28,12 +28,23 @@ class Encoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.lstm: nn.LSTM | None = None
+        self.attention: nn.Linear | None = None
         if cfg.encoder == "lstm":
             # One step per image row: 28 steps of 28 pixels.
-            self.lstm = nn.LSTM(input_size=IMAGE_SIZE, hidden_size=cfg.lstm_hidden, batch_first=True)
-            features = cfg.lstm_hidden * (IMAGE_SIZE if cfg.readout == "all" else 1)
+            self.lstm = nn.LSTM(
+                input_size=IMAGE_SIZE,
+                hidden_size=cfg.lstm_hidden,
+                num_layers=cfg.lstm_layers,
+                batch_first=True,
+                bidirectional=cfg.bidirectional,
+            )
+            width = cfg.lstm_hidden * (2 if cfg.bidirectional else 1)
+            if cfg.readout == "attention":
+                self.attention = nn.Linear(width, 1)  # one score per row; softmax over the 28 rows
+            features = width * (IMAGE_SIZE if cfg.readout == "all" else 1)
         else:
             features = IMAGE_SIZE * IMAGE_SIZE
+        self.norm = nn.LayerNorm(features) if cfg.layernorm else None
         self.hidden = _mlp([features, *cfg.encoder_hidden])
         width = cfg.encoder_hidden[-1] if cfg.encoder_hidden else features
         self.mu = nn.Linear(width, cfg.latent_dim)
@@ -41,16 +52,27 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.reshape(x.shape[0], IMAGE_SIZE, IMAGE_SIZE)  # [B, 28 rows, 28 pixels]
-        if self.lstm is not None:
-            out, (h_n, _) = self._lstm(x)  # out [B, 28, H]; h_n [1, B, H]
-            h = out.flatten(1) if self.cfg.readout == "all" else h_n[-1]  # [B, 28·H] or [B, H]
-        else:
-            h = x.flatten(1)  # [B, 784]
+        h = self._readout(x) if self.lstm is not None else x.flatten(1)  # [B, features]; [B, 784] for the MLP
+        if self.norm is not None:
+            h = self.norm(h)
         h = self.hidden(h)
         mu = self.mu(h)
         if self.cfg.relu_on_mu:
             mu = torch.relu(mu)  # the published code's flaw, kept only in the `original` preset
         return mu, self.logvar(h)
+
+    def _readout(self, x: torch.Tensor) -> torch.Tensor:
+        out, (h_n, _) = self._lstm(x)  # out [B, 28, D] (D = H, or 2H both ways); h_n [layers·directions, B, H]
+        readout = self.cfg.readout
+        if readout == "all":
+            return out.flatten(1)  # [B, 28·D]
+        if readout == "mean":
+            return out.mean(1)  # [B, D]
+        if readout == "attention":
+            assert self.attention is not None
+            return (torch.softmax(self.attention(out), 1) * out).sum(1)  # [B, D]
+        # last: the top layer's final state, both directions' when bidirectional
+        return torch.cat([h_n[-2], h_n[-1]], 1) if self.cfg.bidirectional else h_n[-1]
 
     def _lstm(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         global _cpu_bf16_lstm_unsupported

@@ -49,11 +49,12 @@ class VAE(nn.Module):
         """Returns (logits [B, 1, 28, 28], μ, log σ²).
 
         ``eps`` [B, latent_dim] supplies the reparameterisation noise (drawn here when None); the
-        data-parallel trainer passes each process its slice of one global draw.
+        data-parallel trainer passes each process its slice of one global draw. With ``eps``
+        [K, B, latent_dim] (the importance-weighted bound) the logits are [K·B, 1, 28, 28], sample-major.
         """
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar) if eps is None else mu + torch.exp(0.5 * logvar) * eps
-        return self.decode(z), mu, logvar
+        return self.decode(z.reshape(-1, z.shape[-1])), mu, logvar  # [B, D] or [K·B, D]
 
     # --- inference: no gradients, eval mode expected ------------------------------------------
 

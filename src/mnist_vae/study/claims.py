@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .stats import Direction, Interval, interval, seeds_needed, verdict
+from ..stats import Direction, Interval, interval, seeds_needed, verdict
 
 Row = dict[str, Any]
 STABLE_WITHIN = 0.02  # "stabilised": within 2% of the final value

@@ -17,10 +17,10 @@ import torch
 
 from ..config import EvalConfig, RunConfig
 from ..evaluation.likelihood import decoder_rate
-from ..losses import elbo_terms
 from ..models import VAE
-from ..runtime.device import autocast_for, resolve_device, resolve_precision
+from ..runtime.device import resolve_device, resolve_precision
 from ..runtime.process import set_threads
+from ..training.step import TrainStep
 
 #: An allowance, not a measurement of this machine: seconds of evaluation besides the NLL (ELBO
 #: terms, encoding the training set, the probe, 10,000 samples judged by the classifier). Runs on
@@ -43,33 +43,30 @@ class RunCost:
 
 
 def training_rate(cfg: RunConfig, steps: int = 4, warmup: int = 2) -> float:
-    """Training images per second of ``cfg`` here (forward, backward and Adam on random digits)."""
+    """Training images per second of ``cfg`` here: the run's own :class:`~mnist_vae.training.step.TrainStep`
+    (optimizer, scaler, precision, loss) on random digits."""
     device = resolve_device(cfg.train.device)
+    t = cfg.replace(precision=resolve_precision(cfg.train.precision, device)).train
     torch.manual_seed(0)
     model = VAE(cfg.model).to(device)
-    model.decoder.channels_last = cfg.train.channels_last
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-    autocast = autocast_for(resolve_precision(cfg.train.precision, device), device)
-    x = torch.rand(cfg.train.batch_size, 28, 28, device=device)
+    model.decoder.channels_last = t.channels_last
+    step = TrainStep(model, model, t, device, total_steps=warmup + steps)
+    x = torch.rand(t.batch_size, 28, 28, device=device)
+    shape = (t.batch_size, cfg.model.latent_dim) if t.iwae_k == 1 else (t.iwae_k, t.batch_size, cfg.model.latent_dim)
     times = []
     for _ in range(warmup + steps):
-        t = time.perf_counter()
-        if autocast is not None:
-            with autocast:
-                logits, mu, logvar = model(x)
-        else:
-            logits, mu, logvar = model(x)
-        loss, _, _ = elbo_terms(logits, x, mu, logvar)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        start = time.perf_counter()
+        loss, _, _ = step(x, torch.randn(shape, device=device), 1.0)
         loss.item()  # waits for an accelerator
-        times.append(time.perf_counter() - t)
-    return cfg.train.batch_size / sorted(times[warmup:])[steps // 2]
+        times.append(time.perf_counter() - start)
+    return t.batch_size / sorted(times[warmup:])[steps // 2]
 
 
-def estimate(configs: dict[str, RunConfig], seeds: int, settings: EvalConfig, n_train: int, n_test: int) -> list[RunCost]:
-    """Estimated cost of every run of a study, measured config by config with each run's thread count."""
+def estimate(
+    configs: dict[str, RunConfig], seeds: int, settings: EvalConfig, n_train: int, n_test: int, screen: bool = False
+) -> list[RunCost]:
+    """Estimated cost of every run of a study, measured config by config with each run's thread count
+    (a ``screen`` gets no allowance for the classifier's part of the evaluation)."""
     out = []
     for name, cfg in configs.items():
         set_threads(cfg.train.threads)
@@ -78,7 +75,7 @@ def estimate(configs: dict[str, RunConfig], seeds: int, settings: EvalConfig, n_
         nll_rate = decoder_rate(VAE(cfg.model).to(device).eval(), settings.chunk, resolve_precision(settings.precision, device))
         train_s = cfg.train.epochs * n_train / rate
         nll_s = settings.k * n_test / nll_rate
-        out += [RunCost(name, train_s, nll_s, OTHER_EVAL_S)] * seeds
+        out += [RunCost(name, train_s, nll_s, 0.0 if screen else OTHER_EVAL_S)] * seeds
     return out
 
 

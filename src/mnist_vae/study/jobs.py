@@ -12,22 +12,20 @@ import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import EvalConfig, RunConfig
 from ..data import Dataset
-from ..errors import ConfigError
 from ..evaluation.run import evaluate_run, resolved
-from ..presets import get_config
 from ..runs.folder import RUN_MARKER, read_run_config
 from ..runtime.device import resolve_device
 from ..runtime.logging import LOGGER, configure
 from ..runtime.process import peak_rss_mb, set_threads
 from ..training import train
 
-log = logging.getLogger("mnist_vae.study.runner")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,17 +38,7 @@ class Job:
     run_dir: str
     settings: EvalConfig
     eval_device: str = "cpu"
-
-
-def config_for(spec: str) -> RunConfig:
-    """A configuration by name, or ``NAME[key=value,...]``: a preset with fields changed (its name is the spec)."""
-    m = re.fullmatch(r"\s*([\w.-]+)\s*(?:\[(.*)\])?\s*", spec)
-    if not m:
-        raise ConfigError(f"--configs: {spec!r} is not NAME or NAME[key=value,...]")
-    cfg = get_config(m.group(1))
-    if m.group(2):
-        cfg = cfg.override([item.strip() for item in m.group(2).split(",") if item.strip()])
-    return cfg.replace(name=spec.strip())
+    screen: bool = False  # evaluate only NLL, test ELBO and active units
 
 
 def folder_name(spec: str) -> str:
@@ -65,8 +53,8 @@ def run_job(job: Job, dataset: Dataset | None = None, classifier: Any = None) ->
     cfg = RunConfig.from_dict(job.cfg, source=f"study config {job.config}")
     path = Path(job.run_dir)
     tag = f"{job.config} seed {job.seed}"
-    ev = _read_eval(path)
-    if ev is None or not _eval_matches(ev, cfg.train.epochs, resolved(job.settings, resolve_device(job.eval_device))):
+    ev = evaluated(job)
+    if ev is None:
         with _prefixed(tag):
             if (path / RUN_MARKER).exists():
                 # Restarted with another --jobs: keep the run's thread count, which resume must not change.
@@ -76,46 +64,64 @@ def run_job(job: Job, dataset: Dataset | None = None, classifier: Any = None) ->
                     shutil.rmtree(path)
                 train(cfg, path, progress=False, dataset=dataset)
             set_threads(cfg.train.threads)  # this job's share of the cores, even if the run was started with another
-            ev = evaluate_run(path, job.settings, dataset=dataset, classifier=classifier, device=job.eval_device)
+            ev = evaluate_run(path, job.settings, dataset=dataset, classifier=classifier, device=job.eval_device, screen=job.screen)
     else:
         log.info(f"[{tag}] already trained and evaluated; skipped")
-    row = {**table_row(path, ev), "config": job.config, "seed": job.seed, "peak_rss_mb": peak_rss_mb()}
-    return row | {"train_precision": read_run_config(path).train.precision}  # as resolved when it trained
+    return job_row(job, ev, peak_rss_mb())
 
 
-def _read_eval(path: Path) -> dict[str, Any] | None:
+def evaluated(job: Job) -> dict[str, Any] | None:
+    """The run's eval.json if it is trained to the job's epochs and evaluated with its settings, else None."""
+    path = Path(job.run_dir)
     try:
         ev = json.loads((path / "eval.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    return ev if isinstance(ev, dict) else None
-
-
-def _eval_matches(ev: dict[str, Any], epochs: int, s: EvalConfig) -> bool:
+    if not isinstance(ev, dict):
+        return None
+    s = resolved(job.settings, resolve_device(job.eval_device))
     iw = ev.get("iwae", {})
-    return (
-        ev.get("epoch") == epochs
+    matches = (
+        ev.get("epoch") == job.cfg["train"]["epochs"]
         and iw.get("k") == s.k
         and iw.get("seed") == s.seed
         and iw.get("precision") == s.precision
-        and ev.get("samples", {}).get("n") == s.n_samples
-        and "recon_accuracy" in ev
+        and bool(ev.get("screen", False)) == job.screen
+        and (job.screen or (ev.get("samples", {}).get("n") == s.n_samples and "recon_accuracy" in ev))
     )
+    return ev if matches else None
+
+
+def job_row(job: Job, ev: dict[str, Any], peak_mb: float) -> dict[str, Any]:
+    """The study's row of a finished job: its table row, its name and seed, and the settings its run resolved to."""
+    t = read_run_config(Path(job.run_dir)).train
+    resolved_settings = {"epochs": t.epochs, "binarize": t.binarize, "device": t.device, "precision": t.precision, "threads": t.threads}
+    return {
+        **table_row(Path(job.run_dir), ev),
+        "config": job.config,
+        "seed": job.seed,
+        "peak_rss_mb": peak_mb,
+        "train_precision": t.precision,  # as resolved when it trained
+        "resolved": resolved_settings,
+    }
+
+
+_NAN = float("nan")
 
 
 def table_row(run_dir: Path, ev: dict[str, Any]) -> dict[str, Any]:
-    """One seed's row: the run's metrics.jsonl and eval.json in one flat dict."""
+    """One seed's row: the run's metrics.jsonl and eval.json in one flat dict (NaN where a screen did not measure)."""
     lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     history = [json.loads(line) for line in lines if line.strip()]
     seconds = sum(r["train_seconds"] for r in history)
     images = sum(r["train_seconds"] * r["images_per_second"] for r in history)
-    s, iw = ev["samples"], ev["iwae"]
+    s, iw = ev.get("samples", {}), ev["iwae"]
     return {
         "run": str(run_dir),
         "epochs": ev["epoch"],
         "parameters": ev["parameters"],
         "train_seconds": seconds,
-        "images_per_second": images / seconds if seconds else float("nan"),
+        "images_per_second": images / seconds if seconds else _NAN,
         "elbo": ev["elbo"],
         "recon": ev["recon"],
         "kl": ev["kl"],
@@ -125,17 +131,17 @@ def table_row(run_dir: Path, ev: dict[str, Any]) -> dict[str, Any]:
         "k": iw["k"],
         "precision": iw["precision"],
         "nll_seconds": iw["seconds"],
-        "eval_seconds": ev.get("eval_seconds", float("nan")),
+        "eval_seconds": ev.get("eval_seconds", _NAN),
         "active_units": ev["active_units"],
         "latent_dim": len(ev["mu_variance"]),
-        "probe_accuracy": ev["probe_accuracy"],
-        "recon_accuracy": ev.get("recon_accuracy", float("nan")),
-        "coverage": s["coverage"],
-        "histogram": s["histogram"],
-        "entropy": s["entropy"],
-        "blank_rate": s["blank_rate"],
-        "frechet": s["frechet"],
-        "frechet_floor": s["frechet_floor"],
+        "probe_accuracy": ev.get("probe_accuracy", _NAN),
+        "recon_accuracy": ev.get("recon_accuracy", _NAN),
+        "coverage": s.get("coverage", _NAN),
+        "histogram": s.get("histogram", []),
+        "entropy": s.get("entropy", _NAN),
+        "blank_rate": s.get("blank_rate", _NAN),
+        "frechet": s.get("frechet", _NAN),
+        "frechet_floor": s.get("frechet_floor", _NAN),
         "binarized": ev["binarized"],
         **{f"{k}_history": [r[k] for r in history] for k in ("test_loss", "test_recon", "test_kl", "train_loss")},
     }
@@ -143,34 +149,24 @@ def table_row(run_dir: Path, ev: dict[str, Any]) -> dict[str, Any]:
 
 def work_left(job: Job) -> tuple[float, float]:
     """(share of its training, share of its evaluation) this run still has to do, read from its folder."""
-    cfg, path = RunConfig.from_dict(job.cfg), Path(job.run_dir)
-    ev = _read_eval(path)
-    if ev is not None and _eval_matches(ev, cfg.train.epochs, resolved(job.settings, resolve_device(job.eval_device))):
+    if evaluated(job) is not None:
         return 0.0, 0.0
+    path = Path(job.run_dir)
     try:
         lines = (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if (path / RUN_MARKER).exists() else []
     except OSError:
         lines = []
     epochs_done = sum(1 for line in lines if line.strip())
-    return max(0.0, 1.0 - epochs_done / cfg.train.epochs), 1.0
+    return max(0.0, 1.0 - epochs_done / job.cfg["train"]["epochs"]), 1.0
 
 
 def finished_rows(todo: list[Job]) -> list[dict[str, Any]]:
     """The rows of the jobs already trained and evaluated with these settings; the others are named and left out."""
     rows = []
     for job in todo:
-        cfg, path = RunConfig.from_dict(job.cfg), Path(job.run_dir)
-        ev = _read_eval(path)
-        if ev is not None and _eval_matches(ev, cfg.train.epochs, resolved(job.settings, resolve_device(job.eval_device))):
-            rows.append(
-                {
-                    **table_row(path, ev),
-                    "config": job.config,
-                    "seed": job.seed,
-                    "peak_rss_mb": float("nan"),
-                    "train_precision": read_run_config(path).train.precision,
-                }
-            )
+        ev = evaluated(job)
+        if ev is not None:
+            rows.append(job_row(job, ev, _NAN))
         else:
             log.warning(f"[{job.config} seed {job.seed}] not trained and evaluated yet; left out of this report")
     return rows
@@ -200,8 +196,3 @@ def _prefixed(tag: str) -> Iterator[None]:
     finally:
         for h in handlers:
             h.removeFilter(f)
-
-
-def job_dict(job: Job) -> dict[str, Any]:
-    """A job as plain data (for logs and tests)."""
-    return asdict(job)

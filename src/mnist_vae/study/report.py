@@ -14,8 +14,8 @@ from typing import Any
 
 from ..io import atomic_write_text
 from ..presets import kind_of
+from ..stats import equivalence, interval, paired, verdict
 from .claims import evaluate_claims
-from .stats import equivalence, interval, paired, verdict
 
 FIGURES = (
     ("reconstructions.png", "Reconstructions (top: test digits, bottom: decoded μ)"),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import STUDY_EVAL, STUDY_TRAIN_PRECISION, EvalConfig, RunConfig
+from ..config import RunConfig
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..evaluation.classifier import get_classifier
@@ -34,13 +34,14 @@ from ..presets import study_configs
 from ..runtime.process import peak_rss_mb
 from . import cost
 from .executors import Executor, make_executor
-from .jobs import Job, config_for, finished_rows, folder_name, run_job, work_left
+from .jobs import Job, finished_rows, folder_name, run_job, work_left
 from .report import summarize, write_report
+from .settings import StudySettings, configure
 
 log = logging.getLogger(__name__)
 
 #: Settings a study folder keeps for good: a restart with other values would mix incomparable runs.
-FIXED_SETTINGS = ("epochs", "k", "n_samples", "precision", "eval_seed", "binarize", "dataset_sha256", "train_device")
+FIXED_SETTINGS = ("epochs", "k", "n_samples", "precision", "eval_seed", "binarize", "dataset_sha256", "train_device", "screen")
 
 
 def _cost(cfg: RunConfig) -> int:
@@ -50,7 +51,7 @@ def _cost(cfg: RunConfig) -> int:
 
 @dataclass
 class StudyPlan:
-    """The resolved inputs of a study."""
+    """The resolved inputs of a study: its configurations as each run trains them, seeds and workers."""
 
     names: list[str]
     seeds: list[int]
@@ -60,13 +61,22 @@ class StudyPlan:
     threads: int
 
 
-def plan_jobs(plan: StudyPlan, settings: EvalConfig, eval_device: str) -> list[Job]:
-    """Every (configuration, seed) run, longest configurations first, seeds in order."""
+def plan_jobs(plan: StudyPlan, s: StudySettings, seeds: dict[str, list[int]] | None = None) -> list[Job]:
+    """Every (configuration, seed) run, longest configurations first, seeds in order (``seeds``: per configuration)."""
     order = sorted(plan.names, key=lambda n: _cost(plan.configs[n]), reverse=True)
+    eval_device = s.defaults()["device"]
     return [
-        Job(n, s, plan.configs[n].replace(seed=s).to_dict(), str(plan.out / "runs" / folder_name(n) / f"seed{s}"), settings, eval_device)
+        Job(
+            n,
+            k,
+            plan.configs[n].replace(seed=k).to_dict(),
+            str(plan.out / "runs" / folder_name(n) / f"seed{k}"),
+            s.eval,
+            eval_device,
+            s.screen,
+        )
         for n in order
-        for s in plan.seeds
+        for k in (seeds or {}).get(n, plan.seeds)
     ]
 
 
@@ -92,72 +102,51 @@ def _check_settings(out: Path, current: dict[str, Any]) -> None:
 
 
 def run_study(
-    configs: list[str] | None = None,
+    settings: StudySettings = StudySettings(),
     *,
-    seeds: int = 3,
-    epochs: int = 50,
-    settings: EvalConfig = STUDY_EVAL,
-    dataset: str | Dataset = "auto",
-    data_path: str = "",
-    binarize: str = "none",
-    jobs: int = 1,
-    out: str | Path = "study",
+    dataset: Dataset | None = None,
     classifier: Any = None,
-    threads: int | None = None,
-    executor: str = "local",
-    scheduler: str | None = None,
-    device: str = "cpu",
-    train_precision: str | None = STUDY_TRAIN_PRECISION,
     report_only: bool = False,
     estimate_only: bool = False,
 ) -> dict[str, Any]:
-    """Train and evaluate ``configs`` (default: the study's list) with seeds 0..seeds-1; write the report.
+    """Train and evaluate ``settings.configs`` (default: the study's list) with seeds 0..seeds-1; write the report.
 
-    ``dataset`` is a name (``auto``, ``embedded``, ...) or a :class:`Dataset` object (tests, slices).
-    ``jobs`` runs that many processes at once (``executor="local"``), splitting the cores; with
-    ``executor="dask"`` the runs go to the Dask scheduler at ``scheduler``. ``classifier`` replaces
-    the cached digit classifier (in-process runs only). ``device`` trains and evaluates there;
-    ``train_precision`` sets every configuration's training precision (default ``auto``: bf16 where
-    the hardware computes it natively; None keeps each configuration's own).
-    ``report_only`` trains nothing: the report covers the runs already evaluated. ``estimate_only``
-    prints the estimated cost of every run (timed on a few steps here) and returns it.
+    ``dataset`` replaces loading ``settings.dataset`` (tests, slices); ``classifier`` replaces the
+    cached digit classifier (in-process runs only). ``report_only`` trains nothing: the report
+    covers the runs already evaluated. ``estimate_only`` prints the estimated cost of every run
+    (timed on a few steps here) and returns it.
     """
     t0 = time.perf_counter()
-    plan = _plan(configs, seeds, jobs, out, threads, executor, classifier)
-    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_path or None)
-    _configure(
-        plan,
-        epochs=epochs,
-        binarize=binarize,
-        device=device,
-        precision=train_precision,
-        data=None if isinstance(dataset, Dataset) else (dataset, data_path or ""),
-    )
-    costs = [] if report_only else _estimate(plan, settings, ds)
+    s = settings
+    ds = dataset if dataset is not None else load_dataset(s.dataset, s.data_path or None)
+    plan = _plan(s, classifier, data=None if dataset is not None else (s.dataset, s.data_path))
+    costs = [] if report_only else _estimate(plan, s, ds)
     if estimate_only:
         return {"estimate": cost.as_dict(costs, plan.workers)}
-    record = {"epochs": epochs, "k": settings.k, "n_samples": settings.n_samples, "precision": settings.precision,
-              "eval_seed": settings.seed, "binarize": binarize, "dataset_sha256": ds.sha256, "train_device": device,
-              "configs": plan.names, "seeds": plan.seeds}  # fmt: skip
+    defaults = s.defaults()
+    record = {"epochs": defaults["epochs"], "k": s.eval.k, "n_samples": s.eval.n_samples, "precision": s.eval.precision,
+              "eval_seed": s.eval.seed, "binarize": defaults["binarize"], "dataset_sha256": ds.sha256, "train_device": defaults["device"],
+              "screen": s.screen, "configs": plan.names, "seeds": plan.seeds}  # fmt: skip
     _check_settings(plan.out, record)
-    ex = None if report_only else make_executor(executor, plan.workers, scheduler)  # no dask / bad --scheduler: one line, before any work
-    clf = classifier or get_classifier(ds)  # trained once here, so workers only read the cache
-    todo = plan_jobs(plan, settings, device)
+    ex = (
+        None if report_only else make_executor(s.executor, plan.workers, s.scheduler)
+    )  # no dask / bad --scheduler: one line, before any work
+    clf = None if s.screen else classifier or get_classifier(ds)  # trained once here, so workers only read the cache
+    todo = plan_jobs(plan, s)
     if costs:
         by_config = {c.config: c for c in costs}
         line = cost.left_to_do([by_config[j.config] for j in todo], [work_left(j) for j in todo], plan.workers)
         if line:
             log.info(line)
     log.info(
-        f"study: {len(plan.names)} configuration(s) x {len(plan.seeds)} seed(s) = {len(todo)} runs, {epochs} epochs, "
-        f"K={settings.k}, {settings.n_samples:,} samples; {executor} executor, {plan.workers} job(s) x "
+        f"study: {len(plan.names)} configuration(s) x {len(plan.seeds)} seed(s) = {len(todo)} runs, {defaults['epochs']} epochs, "
+        f"K={s.eval.k}{'' if s.screen else f', {s.eval.n_samples:,} samples'}; {s.executor} executor, {plan.workers} job(s) x "
         f"{plan.threads or os.cpu_count()} thread(s); folder {plan.out}"
     )
     rows = finished_rows(todo) if ex is None else _execute(todo, ex, ds, clf)
     if not rows:
         raise ConfigError(f"{plan.out}: no run of this study has been trained and evaluated yet")
-    meta = _meta(plan, settings, rows, ds, clf, costs, epochs=epochs, binarize=binarize, device=device, executor=executor,
-                 wall=time.perf_counter() - t0, report_only=report_only)  # fmt: skip
+    meta = _meta(plan, s, rows, ds, clf, costs, wall=time.perf_counter() - t0, report_only=report_only)
     result, md, page = _report(plan, rows, meta)
     return {**result, "report_md": md, "report_html": page}
 
@@ -175,26 +164,23 @@ def _report(plan: StudyPlan, rows: list[dict[str, Any]], meta: dict[str, Any]) -
 
 def _meta(
     plan: StudyPlan,
-    settings: EvalConfig,
+    s: StudySettings,
     rows: list[dict[str, Any]],
     ds: Dataset,
     clf: Any,
     costs: list[cost.RunCost],
     *,
-    epochs: int,
-    binarize: str,
-    device: str,
-    executor: str,
     wall: float,
     report_only: bool = False,
 ) -> dict[str, Any]:
     """The study's settings and facts for the report and study.json."""
+    d = s.defaults()
     return {
-        "epochs": epochs, "k": settings.k, "n_samples": settings.n_samples, "eval_seed": settings.seed, "seeds": plan.seeds,
-        "binarize": binarize, "precision": settings.precision, "device": device, "dataset": ds.info(),
+        "epochs": d["epochs"], "k": s.eval.k, "n_samples": s.eval.n_samples, "eval_seed": s.eval.seed, "seeds": plan.seeds,
+        "binarize": d["binarize"], "precision": s.eval.precision, "device": d["device"], "dataset": ds.info(), "screen": s.screen,
         "train_precisions": sorted({r["train_precision"] for r in rows}), "configs": plan.names,
         "classifier_accuracy": getattr(clf, "test_accuracy", float("nan")), "frechet_floor": getattr(clf, "floor_frechet", float("nan")),
-        "jobs": plan.workers, "executor": executor, "wall_seconds": round(wall, 1), "report_only": report_only,
+        "jobs": plan.workers, "executor": s.executor, "wall_seconds": round(wall, 1), "report_only": report_only,
         "run_minutes": {"train": _minutes(rows, "train_seconds"), "eval": _minutes(rows, "eval_seconds")},
         "nll_precisions": sorted({r["precision"] for r in rows}),
         "peak_rss_mb": round(max([peak_rss_mb(), *(r["peak_rss_mb"] for r in rows)])),
@@ -207,19 +193,9 @@ def _minutes(rows: list[dict[str, Any]], key: str) -> float:
     return round(sum(r[key] for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])) / 60, 1)
 
 
-def _configure(plan: StudyPlan, *, epochs: int, binarize: str, device: str, precision: str | None, data: tuple[str, str] | None) -> None:
-    """Give every configuration the study's epochs, binarisation, threads, device, precision and data."""
-    changes: dict[str, Any] = {"epochs": epochs, "binarize": binarize, "threads": plan.threads, "device": device}
-    if precision is not None:
-        changes["precision"] = precision
-    if data is not None:
-        changes |= {"dataset": data[0], "data_path": data[1]}
-    plan.configs = {n: c.replace(**changes) for n, c in plan.configs.items()}
-
-
-def _estimate(plan: StudyPlan, settings: EvalConfig, ds: Dataset) -> list[cost.RunCost]:
+def _estimate(plan: StudyPlan, s: StudySettings, ds: Dataset) -> list[cost.RunCost]:
     """Time a few steps of every configuration here and say what the whole study will cost."""
-    costs = cost.estimate(plan.configs, len(plan.seeds), settings, len(ds.train_labels), len(ds.test_labels))
+    costs = cost.estimate(plan.configs, len(plan.seeds), s.eval, len(ds.train_labels), len(ds.test_labels), screen=s.screen)
     log.info(f"study: the estimated cost of its {len(costs)} run(s) on this machine (each timed on a few steps):")
     for line in cost.describe(costs, plan.workers):
         log.info(line)
@@ -237,20 +213,15 @@ def _execute(todo: list[Job], ex: Executor, ds: Dataset, clf: Any) -> list[dict[
     return rows
 
 
-def _plan(
-    configs: list[str] | None, seeds: int, jobs: int, out: str | Path, threads: int | None, executor: str, classifier: Any
-) -> StudyPlan:
-    names = [c.strip() for c in (configs or study_configs()) if c.strip()]
+def _plan(s: StudySettings, classifier: Any, data: tuple[str, str] | None) -> StudyPlan:
+    """The configurations as this study trains them (unknown names and contradicting variants fail here, before any work)."""
+    names = [c.strip() for c in (s.configs or study_configs()) if c.strip()]
     if len(set(names)) != len(names):
         raise ConfigError(f"--configs: a configuration is named twice in {','.join(names)}")
-    resolved = {n: config_for(n) for n in names}  # unknown names fail here, before any training
-    if seeds < 1:
-        raise ConfigError(f"--seeds: must be >= 1, got {seeds}")
-    if jobs < 1:
-        raise ConfigError(f"--jobs: must be >= 1, got {jobs}")
-    if classifier is not None and (jobs > 1 or executor != "local"):
+    if classifier is not None and (s.jobs > 1 or s.executor != "local"):
         raise ConfigError("a classifier object can only be passed to a study run in this process (jobs=1, local executor)")
-    workers = min(jobs, len(names) * seeds)
+    workers = min(s.jobs, len(names) * s.seeds)
     cores = os.cpu_count() or 1
-    threads = threads if threads is not None else (max(1, cores // workers) if workers > 1 else 0)
-    return StudyPlan(names, list(range(seeds)), resolved, Path(out), workers, threads)
+    threads = s.threads if s.threads is not None else (max(1, cores // workers) if workers > 1 else 0)
+    configs = {n: configure(n, s, threads, data) for n in names}
+    return StudyPlan(names, list(range(s.seeds)), configs, Path(s.out), workers, threads)

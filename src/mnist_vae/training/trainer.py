@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import torch
 from ..config import RunConfig
 from ..data import Prepared
 from ..errors import TrainingDiverged
-from ..losses import elbo, elbo_terms, kl_weight
+from ..losses import elbo, kl_weight
 from ..models import VAE
 from ..runs.checkpoint import (
     Checkpoint,
@@ -32,11 +31,12 @@ from ..runs.checkpoint import (
     list_checkpoints,
     load_model_weights,
 )
-from ..runtime.device import autocast_for, device_rng_state, set_device_rng_state
+from ..runtime.device import device_rng_state, set_device_rng_state
 from ..runtime.distributed import DistInfo, all_reduce_, barrier, broadcast, shard
 from ..runtime.process import heap_only_malloc, stop_signals
 from .callbacks import Callback
 from .state import TrainState, check_world_size
+from .step import TrainStep
 
 #: Steps between host synchronisations (NaN and stop checks) on an accelerator; every step on the CPU.
 SYNC_EVERY = 50
@@ -49,14 +49,6 @@ class Interrupted(Exception):
         super().__init__(f"interrupted by signal {signum}; saved {checkpoint}")
         self.signum = signum
         self.checkpoint = checkpoint
-
-
-def make_adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
-    """Adam, fused into one kernel where the device supports it (the same update, one pass over memory)."""
-    try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # a device or torch version without the fused kernel
-        return torch.optim.Adam(model.parameters(), lr=lr)
 
 
 class _EpochSums:
@@ -114,16 +106,13 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             self.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.optimizer = make_adam(model, t.lr)
-        # fp16 scales the loss so small gradients survive; the default start, 2**16, makes this loss
-        # (hundreds of nats per image) overflow for the first ~10 steps, each of which is then skipped.
-        self.scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10) if t.precision == "fp16" else None
-        self.autocast = autocast_for(t.precision, device)
         self.data_rng = torch.Generator(device="cpu").manual_seed(t.seed)
         self.state = TrainState()
         self.n_train = len(data.train_x)
         self.global_batch = t.batch_size * dist.world
         self.steps_per_epoch = math.ceil(self.n_train / self.global_batch)
+        self.take_step = TrainStep(self.net, model, t, device, total_steps=t.epochs * self.steps_per_epoch)
+        self.optimizer, self.scaler = self.take_step.optimizer, self.take_step.scaler
         self.check_every = 1 if device.type == "cpu" else SYNC_EVERY
         self.steps_done = 0  # in this process's life, for stop_after_steps
 
@@ -133,9 +122,7 @@ class Trainer:
         """Continue from a checkpoint: weights, optimizer, RNG streams and progress."""
         check_world_size(ckpt, self.dist.world)
         load_model_weights(self.model, ckpt.weights, ckpt.path / "model.safetensors")
-        self.optimizer.load_state_dict(ckpt.trainer["optimizer"])
-        if self.scaler is not None and "scaler" in ckpt.trainer:
-            self.scaler.load_state_dict(ckpt.trainer["scaler"])
+        self.take_step.load_state_dict(ckpt.trainer)
         torch.set_rng_state(ckpt.trainer["torch_rng"])
         if "device_rng" in ckpt.trainer and ckpt.trainer.get("device_type") == self.device.type:
             set_device_rng_state(self.device, ckpt.trainer["device_rng"])
@@ -146,7 +133,7 @@ class Trainer:
         """The trainer part of a checkpoint. Mid-epoch, ``epoch_rng`` is the data stream at the epoch's
         start: resume redraws the same permutation and skips the steps already done."""
         out: dict[str, Any] = {
-            "optimizer": self.optimizer.state_dict(),
+            **self.take_step.state_dict(),  # optimizer, and the scaler and schedule where the run has them
             "torch_rng": torch.get_rng_state(),
             "data_rng": epoch_rng if epoch_rng is not None else self.data_rng.get_state(),
             "state": self.state.to_dict(),
@@ -155,8 +142,6 @@ class Trainer:
         device_rng = device_rng_state(self.device)
         if device_rng is not None:  # the reparameterisation noise comes from the device's generator
             out["device_rng"], out["device_type"] = device_rng, self.device.type
-        if self.scaler is not None:
-            out["scaler"] = self.scaler.state_dict()
         return out
 
     # --- the loop --------------------------------------------------------------------------------
@@ -207,31 +192,19 @@ class Trainer:
         g, mine = len(global_idx), shard(len(global_idx), self.dist)
         idx = global_idx[mine]
         # Noise for the whole global batch, sliced like the images: the z a single process would draw.
-        eps = torch.randn((g, self.cfg.model.latent_dim), device=self.device)[mine]
+        k, d = self.cfg.train.iwae_k, self.cfg.model.latent_dim
+        eps = torch.randn((g, d), device=self.device)[mine] if k == 1 else torch.randn((k, g, d), device=self.device)[:, mine]
         if len(idx) == 0:  # fewer images than processes: a zero-weight step keeps DDP in lockstep
-            return train_x[global_idx[:1]], torch.zeros((1, self.cfg.model.latent_dim), device=self.device), 0, g
+            return train_x[global_idx[:1]], torch.zeros((*eps.shape[:-2], 1, d), device=self.device), 0, g
         return train_x[idx], eps, len(idx), g
 
     def step(self, x: torch.Tensor, eps: torch.Tensor, kl_w: float, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One optimizer step on the batch ``x``; returns (loss, recon, kl) as device tensors.
+        """One optimizer step on the batch ``x`` (:class:`~.step.TrainStep`); returns (loss, recon, kl) as device tensors.
 
         ``scale`` (images here × processes / images in the global batch) weights the loss so that
         DDP's average of the processes' gradients is the gradient of the mean loss over the global batch.
         """
-        with self.autocast or nullcontext():
-            logits, mu, logvar = self.net(x, eps)
-        loss, recon, kl = elbo_terms(logits, x, mu, logvar, beta=kl_w)
-        if self.dist.active:
-            loss = loss * scale
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optimizer.step()
-        return loss, recon, kl
+        return self.take_step(x, eps, kl_w, scale if self.dist.active else 1.0)
 
     def stop_requested_locally(self) -> bool:
         return self.stop_after_steps is not None and self.steps_done >= self.stop_after_steps

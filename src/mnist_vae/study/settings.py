@@ -1,0 +1,143 @@
+"""What a study is run with: one frozen dataclass, its defaults, and how it meets each configuration.
+
+A study sets a few training fields on every configuration (epochs, binarisation, device, training
+precision, threads, data). A field written in a variant, ``NAME[key=value]``, wins over the
+study-wide default; if it contradicts a study flag the user gave explicitly, the study refuses at
+once with one line naming both. Each run records what it resolved to (``config.toml``), and the
+report shows it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import EvalConfig, RunConfig
+from ..errors import ConfigError
+from ..presets import get_config
+
+#: The study's evaluation: the NLL's decoder in bf16 where the hardware computes it natively (several
+#: times faster there, a few hundredths of a nat off), fp32 elsewhere.
+STUDY_EVAL = EvalConfig(precision="auto")
+#: The study trains in bf16 where the hardware computes it natively (auto), fp32 elsewhere: over 12
+#: paired seeds bf16 changed `optimized`'s NLL by -0.15 nats, 95% interval [-0.57, +0.28]
+#: (docs/performance.md). `mnist-vae train` keeps fp32 as its default.
+STUDY_TRAIN_PRECISION = "auto"
+STUDY_EPOCHS = 50
+STUDY_BINARIZE = "none"
+STUDY_DEVICE = "cpu"
+
+#: The training fields a study sets on every configuration, with the StudySettings field (the
+#: command-line flag) each comes from.
+STUDY_FIELDS = {"epochs": "epochs", "binarize": "binarize", "device": "device", "precision": "train_precision"}
+FLAGS = {"epochs": "--epochs", "binarize": "--binarize", "device": "--device", "train_precision": "--train-precision"}
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """A study's settings. ``None`` in ``epochs``, ``binarize``, ``device`` and ``train_precision``
+    means "not given": each configuration then gets the study default unless its variant sets the field.
+
+    ``screen``: evaluate only what an ablation screen needs (NLL, test ELBO, active units), without
+    the digit classifier, its samples and the probe.
+    """
+
+    configs: tuple[str, ...] = ()  # () = the default set
+    seeds: int = 3
+    epochs: int | None = None
+    binarize: str | None = None
+    device: str | None = None
+    train_precision: str | None = None
+    eval: EvalConfig = STUDY_EVAL
+    dataset: str = "auto"
+    data_path: str = ""
+    jobs: int = 1
+    threads: int | None = None
+    executor: str = "local"
+    scheduler: str | None = None
+    out: Path = field(default=Path("study"))
+    screen: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "configs", tuple(self.configs))
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds: must be >= 1, got {self.seeds}")
+        if self.jobs < 1:
+            raise ConfigError(f"--jobs: must be >= 1, got {self.jobs}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"--epochs: must be >= 1, got {self.epochs}")
+
+    def replace(self, **changes: Any) -> StudySettings:
+        """A copy with fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def defaults(self) -> dict[str, Any]:
+        """The training fields set on every configuration that does not set them itself."""
+        return {
+            "epochs": self.epochs if self.epochs is not None else STUDY_EPOCHS,
+            "binarize": self.binarize if self.binarize is not None else STUDY_BINARIZE,
+            "device": self.device if self.device is not None else STUDY_DEVICE,
+            "precision": self.train_precision if self.train_precision is not None else STUDY_TRAIN_PRECISION,
+        }
+
+    def explicit(self) -> dict[str, Any]:
+        """The training fields whose study flag the user gave (config field -> value)."""
+        out = {}
+        for cfg_field, setting in STUDY_FIELDS.items():
+            value = getattr(self, setting)
+            if value is not None:
+                out[cfg_field] = value
+        return out
+
+
+_SPEC = re.compile(r"\s*([\w.-]+)\s*(?:\[(.*)\])?\s*")
+
+
+def parse_spec(spec: str) -> tuple[str, list[str]]:
+    """``NAME[key=value,...]`` -> (NAME, ["key=value", ...])."""
+    m = _SPEC.fullmatch(spec)
+    if not m:
+        raise ConfigError(f"--configs: {spec!r} is not NAME or NAME[key=value,...]")
+    return m.group(1), [item.strip() for item in (m.group(2) or "").split(",") if item.strip()]
+
+
+def config_for(spec: str) -> RunConfig:
+    """A configuration by name, or ``NAME[key=value,...]``: a preset with fields changed (its name is the spec)."""
+    name, changes = parse_spec(spec)
+    cfg = get_config(name)
+    if changes:
+        cfg = cfg.override(changes)
+    return cfg.replace(name=spec.strip())
+
+
+def variant_fields(spec: str) -> set[str]:
+    """The field names a spec's brackets set (``model.`` / ``train.`` prefixes dropped)."""
+    return {item.split("=", 1)[0].strip().rpartition(".")[2] for item in parse_spec(spec)[1]}
+
+
+def configure(spec: str, settings: StudySettings, threads: int, data: tuple[str, str] | None) -> RunConfig:
+    """The configuration ``spec`` as this study trains it: the study's fields, except where the variant sets them.
+
+    A variant field that contradicts a flag the user gave is refused with one line naming both.
+    """
+    cfg = config_for(spec)
+    own = variant_fields(spec)
+    for cfg_field, value in settings.explicit().items():
+        if cfg_field in own and getattr(cfg.train, cfg_field) != value:
+            flag = FLAGS[STUDY_FIELDS[cfg_field]]
+            raise ConfigError(
+                f"--configs: {spec} sets {cfg_field} = {getattr(cfg.train, cfg_field)!r}, but {flag} {value} was given "
+                f"for the whole study; drop one of them"
+            )
+    if data is not None and own & {"dataset", "data_path"}:
+        raise ConfigError(f"--configs: {spec} sets the dataset; a study compares every configuration on one dataset (--dataset)")
+    changes = {k: v for k, v in settings.defaults().items() if k not in own}
+    if "threads" not in own:
+        changes["threads"] = threads
+    if data is not None:
+        changes |= {"dataset": data[0], "data_path": data[1]}
+    return cfg.replace(**changes)
