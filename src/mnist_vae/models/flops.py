@@ -4,6 +4,7 @@ Counts the matrix work of Linear, LSTM and ConvTranspose2d layers, which is wher
 element-wise work (activations, the loss, the optimizer) is left out and reported as such.
 A training step is taken as forward + backward ≈ 3 × forward (the backward pass computes two
 products per forward product: gradients for the inputs and for the weights).
+tests/test_flops.py checks these counts against torch's ``FlopCounterMode``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from .vae import VAE
 
 
 def _lstm_macs(m: nn.LSTM, steps: int) -> int:
+    directions = 2 if m.bidirectional else 1
     macs, inp = 0, m.input_size
     for _ in range(m.num_layers):
-        macs += steps * 4 * m.hidden_size * (inp + m.hidden_size)  # four gates, input and recurrent products
-        inp = m.hidden_size
+        # Per direction: four gates, input and recurrent products.
+        macs += directions * steps * 4 * m.hidden_size * (inp + m.hidden_size)
+        inp = directions * m.hidden_size  # the next layer reads both directions' outputs
     return macs
 
 
@@ -31,7 +34,9 @@ def forward_flops(model: VAE) -> dict[str, int]:
         def hook(mod: nn.Module, inputs: tuple, output) -> None:
             x = inputs[0]
             if isinstance(mod, nn.Linear):
-                macs = mod.in_features * mod.out_features
+                # Once per input row of the one image: the attention readout scores all 28 rows.
+                rows = x.numel() // mod.in_features
+                macs = rows * mod.in_features * mod.out_features
             elif isinstance(mod, nn.LSTM):
                 macs = _lstm_macs(mod, x.shape[1])  # batch_first: [B, steps, features]
             elif isinstance(mod, nn.ConvTranspose2d):
