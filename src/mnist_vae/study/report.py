@@ -59,10 +59,27 @@ def summarize(rows: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any
                 "seeds": [r["seed"] for r in mine],
                 "parameters": mine[0]["parameters"],
                 "latent_dim": mine[0]["latent_dim"],
+                "trained_as": sorted({trained_as(r) for r in mine}),
                 **cells,
             }
         )
     return {"meta": meta, "table": table, "claims": evaluate_claims(rows), "variants": variant_effects(rows), "rows": rows}
+
+
+def trained_as(row: dict[str, Any]) -> str:
+    """The settings a run resolved to, in words (``bf16, 50 epochs, binarize none, device cpu, 1 thread(s)``)."""
+    r = row.get("resolved")
+    if not r:
+        return f"{row.get('train_precision', '?')}, {row.get('epochs', '?')} epochs"
+    threads = f"{r['threads']} thread(s)" if r["threads"] else "all cores"
+    return f"{r['precision']}, {r['epochs']} epochs, binarize {r['binarize']}, device {r['device']}, {threads}"
+
+
+def _trained_lines(result: dict[str, Any]) -> list[list[str]]:
+    return [
+        ["configuration", "trained with (as each run recorded it)"],
+        *([t["config"], "; ".join(t["trained_as"])] for t in result["table"]),
+    ]
 
 
 #: A variant's effect is called negligible when its whole 95% interval lies within ± this many nats.
@@ -219,6 +236,7 @@ def write_report(out: Path, result: dict[str, Any]) -> tuple[Path, Path]:
     _summary_figures(out, result)
     names = [t["config"] for t in result["table"]]
     sections = [
+        ("How each configuration was trained", _trained_lines(result)),
         ("Claims of the original write-up", _claim_lines(result["claims"], ("write-up", "finding"))),
         ("Beyond the write-up", _claim_lines(result["claims"], ("beyond",))),
     ]
