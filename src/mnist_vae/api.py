@@ -1,4 +1,4 @@
-"""The notebook API: ``vae = load_run("runs/x")``, then ``sample``, ``encode``, ``decode``, ``reconstruct``.
+"""The notebook API: ``vae = load_run("runs/x")`` (or ``load_pretrained("lstm-plus")``), then ``sample``, ``encode``, ``decode``, ``reconstruct``.
 
 Inputs may be torch tensors or numpy arrays: one image [28, 28], or a batch [B, 28, 28],
 [B, 1, 28, 28] or [B, 784]; uint8 pixels (0..255) or floats in [0, 1]. Outputs are of the same
@@ -123,4 +123,18 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Trained
 
     dev = resolve_device(device) if isinstance(device, str) else device
     run = open_run(run_dir, device=dev)
+    return TrainedVAE(run.model, run.config, run.path, run.epoch, run.history)
+
+
+def load_pretrained(name: str, device: str | torch.device = "cpu") -> TrainedVAE:
+    """One of the trained models that ship with the package (``mnist-vae configs`` marks them) as a :class:`TrainedVAE`.
+
+    The file's SHA-256 is checked against ``pretrained.json`` before it is read; an unknown
+    ``name`` raises :class:`~mnist_vae.errors.ConfigError` listing the valid names.
+    """
+    from .runs.pretrained import open_pretrained
+    from .runtime.device import resolve_device
+
+    dev = resolve_device(device) if isinstance(device, str) else device
+    run = open_pretrained(name, device=dev)
     return TrainedVAE(run.model, run.config, run.path, run.epoch, run.history)
