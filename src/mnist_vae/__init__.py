@@ -2,12 +2,12 @@
 
 from ._version import __version__
 
-__all__ = ["__version__", "load_run", "TrainedVAE"]
+__all__ = ["__version__", "load_run", "load_pretrained", "TrainedVAE"]
 
 
 def __getattr__(name: str):
     # Lazy, so that `import mnist_vae` (and the CLI's start-up) does not import torch.
-    if name in ("load_run", "TrainedVAE"):
+    if name in ("load_run", "load_pretrained", "TrainedVAE"):
         from . import api
 
         return getattr(api, name)
