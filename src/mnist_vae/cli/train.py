@@ -19,11 +19,13 @@ def cmd_configs(args: argparse.Namespace) -> int:
     """List the configurations, or print one as TOML (``--show NAME``: only the TOML, a file --config accepts)."""
     from ..models import VAE, count_parameters
     from ..presets import get_config, list_configs
+    from ..runs.pretrained import read_manifest
 
     if args.show:
         print(get_config(args.show).to_toml(), end="")
         return 0
     width = max(map(len, list_configs()))
+    shipped = read_manifest()["models"]
     headings = {
         "write-up": "the seven configurations of the original write-up",
         "reference": "reference (not one of the seven): the standard baseline every study measures against",
@@ -35,7 +37,16 @@ def cmd_configs(args: argparse.Namespace) -> int:
             cfg = get_config(name)
             params = count_parameters(VAE(cfg.model)) if args.params else None
             extra = f"  {params:>10,d} params" if params is not None else ""
-            print(f"  {name:<{width}}  lr {cfg.train.lr:<6g} latent {cfg.model.latent_dim:<3d}{extra}  {cfg.description}")
+            tag = f"  {'pretrained' if name in shipped else '':<10}" if shipped else ""
+            print(f"  {name:<{width}}  lr {cfg.train.lr:<6g} latent {cfg.model.latent_dim:<3d}{extra}{tag}  {cfg.description}")
+    if shipped:
+        made = ", ".join(
+            f"{n} ({e.get('epochs')} epochs on {(e.get('dataset') or {}).get('name')}, seed {e.get('seed')})"
+            for n, e in sorted(shipped.items())
+        )
+        print(
+            f"\npretrained: trained weights ship for {made}; use them with `serve --pretrained NAME`, `score --pretrained NAME` or mnist_vae.load_pretrained(NAME)"
+        )
     return 0
 
 

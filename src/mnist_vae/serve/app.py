@@ -198,8 +198,8 @@ def make_server(app: Any, log_level: str = "warning") -> Any:
     return uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off"))
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Open the run, precompute, and serve the explorer until interrupted."""
+def serve(run_dir: Run | str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Open the run (a folder, or an opened :class:`Run` such as a shipped model), precompute, and serve the explorer until interrupted."""
     if not 0 <= port <= 65535:
         raise MnistVaeError(f"--port: {port} is not a TCP port (0..65535)")
     try:  # claim the address before the slow start-up, so a taken port fails at once
@@ -213,6 +213,7 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> Non
         raise
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    log.info(f"serving {run_dir} at http://{shown}:{bound}/ (Ctrl+C to stop)")
+    what = run_dir.path if isinstance(run_dir, Run) else run_dir
+    log.info(f"serving {what} at http://{shown}:{bound}/ (Ctrl+C to stop)")
     torch.set_num_threads(1)  # single-image calls: one thread is fastest and leaves the other cores alone
     make_server(app).run(sockets=[sock])
