@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ..errors import MnistVaeError, TrainingDiverged
 from ..runtime import logging as runlog
-from . import evaluate, pictures, serve, study, train
+from . import evaluate, pictures, score, serve, study, train
 from .common import Command, DefaultsHelp, resolve_config
 
 __all__ = ["build_parser", "main", "resolve_config"]
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func, log_stream=log_stream)
         return p
 
-    for group in (train, pictures, evaluate, study, serve):
+    for group in (train, pictures, evaluate, study, serve, score):
         group.add_commands(add)
     return parser
 
