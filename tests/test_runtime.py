@@ -1,15 +1,19 @@
-"""The runtime layer: progress displays that suit the output, and the package's log lines."""
+"""The runtime layer: progress displays that suit the output, the package's log lines, and the CPU shared between processes."""
 
 from __future__ import annotations
 
 import io
 import logging
+import os
+import signal
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from mnist_vae.runtime import logging as runlog
+from mnist_vae.runtime import process, share
 
 from _runs import SRC
 from helpers import write_npz
@@ -87,3 +91,144 @@ def test_training_into_a_pipe_prints_epoch_lines_not_a_bar(tmp_path):
 def _reset_logging():
     yield
     logging.getLogger("mnist_vae").setLevel(logging.NOTSET)
+
+
+# --- sharing the CPU (runtime/share.py) ---
+
+PEER = (
+    "import sys, time; from pathlib import Path; from mnist_vae.runtime import share; "
+    "share.Registry(Path(sys.argv[1])).join(int(sys.argv[2])); print('joined', flush=True); time.sleep(120)"
+)
+
+
+@pytest.fixture
+def peer(tmp_path):
+    """Start processes that register in tmp_path/registry (``threads`` 0 = they share) and idle; killed at the end."""
+    procs = []
+
+    def start(threads: int = 0) -> subprocess.Popen:
+        p = subprocess.Popen(
+            [sys.executable, "-c", PEER, str(tmp_path / "registry"), str(threads)],
+            env={**os.environ, "PYTHONPATH": str(SRC)},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(p)
+        assert p.stdout is not None and p.stdout.readline().strip() == "joined"
+        return p
+
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def _me(threads: int = 0, joined: float = 1.0) -> share.Peer:
+    return share.Peer(os.getpid(), threads, joined, "me")
+
+
+def test_fair_share_splits_what_the_fixed_counts_leave_among_the_sharers():
+    other = lambda threads, joined=0.0, name="o": share.Peer(1, threads, joined, name)  # noqa: E731
+    assert share.fair_share(2, _me(), []) == 2  # alone: every core
+    assert share.fair_share(2, _me(), [other(0)]) == 1
+    assert share.fair_share(2, _me(), [other(1)]) == 1  # a fixed --threads 1 beside it
+    assert share.fair_share(2, _me(), [other(2)]) == 1  # never 0
+    assert share.fair_share(2, _me(3), [other(0)]) == 3  # a fixed count wins, whatever the others do
+    # 5 cores, 2 sharers: the earlier gets the remainder, so every core is handed out once.
+    assert share.fair_share(5, _me(joined=1.0), [other(0, joined=2.0)]) == 3
+    assert share.fair_share(5, _me(joined=3.0), [other(0, joined=2.0)]) == 2
+    assert share.fair_share(2, _me(), [], at_least=2) == 1  # torchrun's processes, before the others registered
+
+
+def test_registry_sees_live_processes_and_forgets_a_killed_one(tmp_path, peer):
+    p = peer(threads=1)
+    reg = share.Registry(tmp_path / "registry")
+    reg.join(0)
+    assert [q.threads for q in reg.others()] == [1]
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert reg.others() == []  # its lock went with it
+    assert [f.name for f in (tmp_path / "registry").iterdir()] == [reg.me.name]  # and its file is gone
+    reg.leave()
+    assert list((tmp_path / "registry").iterdir()) == []
+
+
+def test_an_idle_registered_process_leaves_its_cores(tmp_path, peer, monkeypatch):
+    peer()
+    reg = share.Registry(tmp_path / "registry")
+    assert len(reg.others()) == 1  # first look: counted
+    monkeypatch.setattr(share.time, "monotonic", lambda: 1e9)  # the next look, much later: it used no CPU since
+    assert reg.others() == []
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    """This process's registry in tmp_path/registry, on a machine of 4 cores, looking again at every forward."""
+    reg = share.Registry(tmp_path / "registry")
+    monkeypatch.setattr(share, "_REGISTRY", reg)
+    monkeypatch.setattr(share, "cores", lambda: 4)
+    monkeypatch.setattr(share, "RECHECK_S", 0.0)
+    monkeypatch.delenv(share.ENV_OFF, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    yield reg
+    process._follow.stop()
+    reg.leave()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock")
+def test_a_sharing_process_follows_the_others_and_a_fixed_count_stays(registry, peer):
+    net = torch.nn.Linear(2, 2)
+    assert process.set_threads(0) == 4 and torch.get_num_threads() == 4  # alone
+    p = peer()
+    net(torch.zeros(1, 2))  # the next look (every forward here)
+    assert torch.get_num_threads() == 2
+    p.kill()
+    p.wait()
+    net(torch.zeros(1, 2))
+    assert torch.get_num_threads() == 4
+    peer()
+    assert process.set_threads(3) == 3  # --threads 3: fixed, whatever the registry says
+    net(torch.zeros(1, 2))
+    assert torch.get_num_threads() == 3
+    assert [f.read_text() for f in (registry.folder.iterdir()) if f.name == registry.me.name][0].count('"threads": 3')
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock")
+def test_whoever_sets_the_thread_count_by_other_means_takes_over(registry, peer):
+    net = torch.nn.Linear(2, 2)
+    process.set_threads(0)
+    torch.set_num_threads(1)  # a test, a notebook
+    peer()
+    net(torch.zeros(1, 2))
+    assert torch.get_num_threads() == 1
+
+
+def test_no_share_keeps_the_old_behaviour(registry, peer, monkeypatch):
+    monkeypatch.setenv(share.ENV_OFF, "1")
+    peer()
+    assert process.set_threads(0) == 4  # one per core, as before
+    assert registry.me is None  # and not registered
+
+
+def test_spin_count_is_bounded_unless_the_user_chose(monkeypatch):
+    monkeypatch.delitem(sys.modules, "torch")  # as if torch were not loaded yet
+    env: dict[str, str] = {}
+    share.prepare_environment(env)
+    assert env == {"GOMP_SPINCOUNT": str(share.SPIN_COUNT)}
+    for mine in ({"GOMP_SPINCOUNT": "INFINITE"}, {"OMP_WAIT_POLICY": "PASSIVE"}, {share.ENV_OFF: "1"}):
+        env = dict(mine)
+        share.prepare_environment(env)
+        assert env == mine
+
+
+def test_the_entry_point_bounds_the_spin_before_torch_loads():
+    code = "import os, mnist_vae, torch; print(os.environ.get('GOMP_SPINCOUNT'))"
+    base = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", share.ENV_OFF)}
+    base["PYTHONPATH"] = str(SRC)
+
+    def spin(**env: str) -> str:
+        return subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, check=True).stdout.strip()
+
+    assert spin() == str(share.SPIN_COUNT)
+    assert spin(GOMP_SPINCOUNT="5") == "5"
+    assert spin(MNIST_VAE_NO_SHARE="1") == "None"

@@ -61,7 +61,9 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="random seed (default: 0)")
     add_dataset_options(p)
     p.add_argument("--binarize", choices=BINARIZE_MODES, help="pixel binarisation (default: none; dynamic = resampled each epoch)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: 0 = one per core)")
+    p.add_argument(
+        "--threads", type=int, help="CPU threads, fixed (default: 0 = the cores, shared with other mnist-vae processes computing beside it)"
+    )
     p.add_argument("--device", help="auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument(
         "--precision",
@@ -72,15 +74,20 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
 
 def add_threads_option(p: argparse.ArgumentParser) -> None:
     """--threads for commands that only compute."""
-    p.add_argument("--threads", type=int, help="CPU threads (default: one per core)")
+    p.add_argument(
+        "--threads", type=int, help="CPU threads, fixed (default: the cores, shared with other mnist-vae processes computing beside it)"
+    )
 
 
 def set_threads_from(args: argparse.Namespace) -> None:
-    """Apply --threads if given."""
-    if getattr(args, "threads", None) is not None:
-        from ..runtime.process import set_threads
+    """Apply --threads: that many, fixed; without it, this process's share of the cores (runtime/share.py)."""
+    from ..errors import ConfigError
+    from ..runtime.process import set_threads
 
-        set_threads(args.threads)
+    threads = getattr(args, "threads", None) or 0
+    if threads < 0:
+        raise ConfigError(f"--threads: must be >= 0 (0 = the cores, shared), got {threads}")
+    set_threads(threads)
 
 
 Adder = Callable[..., argparse.ArgumentParser]

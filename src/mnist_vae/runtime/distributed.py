@@ -107,10 +107,13 @@ def teardown(info: DistInfo) -> None:
 
 
 def threads_per_process(requested: int, info: DistInfo) -> int:
-    """``requested`` if set, else this machine's cores shared evenly among its processes."""
-    if requested:
+    """``requested`` if set; else 0 (share: ``set_threads`` splits the cores among this machine's
+    processes, torchrun's and any other mnist-vae process) or, with sharing off, the cores / processes."""
+    from .share import cores, enabled
+
+    if requested or enabled():
         return requested
-    return max(1, (os.cpu_count() or 1) // max(1, info.local_world))
+    return max(1, cores() // max(1, info.local_world))
 
 
 def shard(n: int, info: DistInfo) -> slice:

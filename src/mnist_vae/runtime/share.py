@@ -1,0 +1,282 @@
+"""Sharing the CPU with the other mnist-vae processes on this machine (no torch import: it runs first).
+
+Why. torch's CPU build runs its parallel regions on GNU OpenMP (libgomp), whose threads wait for
+the next region by spinning: 300,000 rounds by default, milliseconds. Alone that is what makes a
+training step fast (the next region starts at once); side by side, each process's spinning threads
+take the cores the other needs, and two trainings on two cores together ran at 0.30× of one alone
+(docs/performance.md, "Side by side"). Two cures, both without a setting for the user to find:
+
+- :func:`prepare_environment`, called by ``mnist_vae/__init__.py`` before torch loads, bounds the
+  spin (``GOMP_SPINCOUNT``): long enough to cover the gaps between one step's parallel regions,
+  short enough that a waiting thread gives its core away soon when another process wants it.
+- a registry of the mnist-vae processes that compute: a folder of small files, one per process,
+  each held under an exclusive ``flock`` for the process's life. A killed process's lock goes with
+  it, so its file counts for nothing and the next scan removes it. A process that shares
+  (``threads`` 0, the default) takes its part of the cores the processes with a fixed count
+  (``--threads N``, which always wins) leave free, and looks again every few seconds.
+
+``MNIST_VAE_NO_SHARE=1`` turns both off (the old behaviour: every process one thread per core,
+libgomp's default spin), which is how the side-by-side benchmark measures the before.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Set (to anything but "" or "0") to turn both cures off.
+ENV_OFF = "MNIST_VAE_NO_SHARE"
+#: Where the registry lives (default: a per-user folder under the temporary directory).
+ENV_DIR = "MNIST_VAE_SHARE_DIR"
+#: libgomp's spin rounds before a waiting thread sleeps (its default: 300,000). Chosen by
+#: measurement (docs/performance.md, "Side by side").
+SPIN_COUNT = 10_000
+#: Seconds between two looks at the registry while a process computes.
+RECHECK_S = 2.0
+#: A registered process that used less CPU than this (in cores) since the last look is idle
+#: (a notebook that trained an hour ago) and leaves its cores to the others.
+IDLE_CORES = 0.2
+
+
+def enabled() -> bool:
+    """Whether sharing is on (``MNIST_VAE_NO_SHARE`` unset, empty or "0", and flock is available)."""
+    return os.environ.get(ENV_OFF, "") in ("", "0") and _has_flock()
+
+
+def _has_flock() -> bool:
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:  # Windows
+        return False
+    return True
+
+
+def prepare_environment(environ: dict[str, str] | None = None) -> None:
+    """Bound libgomp's spin before torch loads, unless the user chose a wait policy or spin count.
+
+    libgomp reads its environment once, when torch loads it: once torch is imported this changes
+    nothing in this process, so it then leaves the environment alone (child processes that import
+    mnist_vae first set it themselves).
+    """
+    global _spin_set_here
+    env = os.environ if environ is None else environ
+    if env.get(ENV_OFF, "") not in ("", "0") or "torch" in sys.modules:
+        return
+    if "GOMP_SPINCOUNT" not in env and "OMP_WAIT_POLICY" not in env:
+        env["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
+        _spin_set_here = environ is None
+
+
+_spin_set_here = False
+
+
+def spin_set_here() -> bool:
+    """Whether this process's ``GOMP_SPINCOUNT`` is the one :func:`prepare_environment` set (not the user's)."""
+    return _spin_set_here
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One registered process: its pid, its fixed thread count (0 = it shares) and when it joined."""
+
+    pid: int
+    threads: int
+    joined: float
+    name: str
+
+
+def fair_share(total: int, me: Peer, others: list[Peer], at_least: int = 1) -> int:
+    """This process's threads: the cores the fixed counts leave, split evenly among those that share.
+
+    ``at_least`` sharers are assumed even before they registered (torchrun's local processes start
+    together). The remainder of the split goes to the earliest to join, so that every process,
+    computing the same split, hands out each core once.
+    """
+    if me.threads:
+        return me.threads
+    free = max(0, total - sum(p.threads for p in others))
+    sharers = sorted([me, *(p for p in others if not p.threads)], key=lambda p: (p.joined, p.name))
+    base, extra = divmod(free, max(len(sharers), at_least))
+    return max(1, base + (1 if sharers.index(me) < extra else 0))
+
+
+def registry_dir() -> Path:
+    """The registry's folder: ``$MNIST_VAE_SHARE_DIR``, else ``<tmp>/mnist-vae-<uid>/cpu``."""
+    if os.environ.get(ENV_DIR):
+        return Path(os.environ[ENV_DIR])
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"mnist-vae-{uid}" / "cpu"
+
+
+class Registry:
+    """This process's entry in the registry, and the scan of the others' (one instance per process)."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
+        self.fd: int | None = None
+        self.path: Path | None = None
+        self.me: Peer | None = None
+        self._cpu: dict[int, tuple[float, float]] = {}  # pid -> (monotonic time, CPU seconds) at the last look
+
+    def join(self, threads: int) -> Peer | None:
+        """Register this process (``threads`` 0 = it shares) or change its fixed count; None if the folder is unusable."""
+        if self.me is not None and self.me.pid == os.getpid():
+            if self.me.threads != threads:
+                self.me = Peer(self.me.pid, threads, self.me.joined, self.me.name)
+                self._write()
+            return self.me
+        import fcntl
+
+        folder = self.folder or registry_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            name = f"{os.getpid()}-{time.time_ns()}"
+            tmp = folder / f".{name}"
+            # Locked before it gets its visible name, so that no scan ever sees it unlocked.
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.fd, self.folder = fd, folder
+            self.me = Peer(os.getpid(), threads, time.time(), name)
+            self._write()
+            os.rename(tmp, folder / name)
+        except OSError:
+            self._close()
+            return None
+        self.path = folder / name
+        return self.me
+
+    def _write(self) -> None:
+        assert self.fd is not None and self.me is not None
+        data = json.dumps({"pid": self.me.pid, "threads": self.me.threads, "joined": self.me.joined}).encode()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, data, 0)
+
+    def leave(self) -> None:
+        """Remove this process's entry (also done at exit; a killed process's lock goes by itself)."""
+        if self.path is not None and self.me is not None and self.me.pid == os.getpid():
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+        self._close()
+
+    def _close(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+        self.fd = self.path = self.me = None
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the entry is the parent's (the child registers itself if it computes)."""
+        self.fd = self.path = self.me = None  # the descriptor stays open: closing it would not release the parent's lock anyway
+        self._cpu.clear()
+
+    def others(self) -> list[Peer]:
+        """The other live, busy processes; entries of dead processes are removed on the way."""
+        import fcntl
+
+        if self.folder is None:
+            return []
+        try:
+            names = [n for n in os.listdir(self.folder) if not n.startswith(".")]
+        except OSError:
+            return []
+        out = []
+        for name in names:
+            if self.me is not None and name == self.me.name:
+                continue
+            path = self.folder / name
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:  # held: its process is alive
+                    peer = _read_peer(fd, name)
+                    if peer is not None and not self._idle(peer.pid):
+                        out.append(peer)
+                else:  # nobody holds it: its process died without removing it
+                    try:
+                        path.unlink()
+                    except OSError:
+                        pass
+            finally:
+                os.close(fd)
+        alive = {p.pid for p in out}
+        for pid in [p for p in self._cpu if p not in alive]:
+            del self._cpu[pid]
+        return out
+
+    def _idle(self, pid: int) -> bool:
+        """Whether ``pid`` used under IDLE_CORES since the last look (never on the first look, or without /proc)."""
+        used = _cpu_seconds(pid)
+        if used is None:
+            return False
+        now = time.monotonic()
+        before = self._cpu.get(pid)
+        if before is None or now - before[0] < 0.5:
+            if before is None:
+                self._cpu[pid] = (now, used)
+            return False
+        self._cpu[pid] = (now, used)
+        return (used - before[1]) / (now - before[0]) < IDLE_CORES
+
+
+def _read_peer(fd: int, name: str) -> Peer | None:
+    try:
+        d = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return Peer(int(d["pid"]), max(0, int(d.get("threads", 0))), float(d.get("joined", 0.0)), name)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # being written this instant: counted at the next look
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` (all its threads) from /proc; None where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_REGISTRY = Registry()
+atexit.register(_REGISTRY.leave)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_REGISTRY.forget_after_fork)
+
+
+def registry() -> Registry:
+    """This process's registry entry (the one instance)."""
+    return _REGISTRY
+
+
+def share_threads(threads: int, at_least: int = 1) -> int:
+    """Register with ``threads`` (0 = share) and return the threads this process should use now.
+
+    A fixed count is returned as is (and registered, so that the sharers leave it its cores).
+    Without the registry (turned off, or no writable folder) a sharer gets ``cores / at_least``.
+    """
+    if not enabled():
+        return threads or max(1, cores() // at_least)
+    me = _REGISTRY.join(threads)
+    if me is None:
+        return threads or max(1, cores() // at_least)
+    return fair_share(cores(), me, _REGISTRY.others(), at_least)
