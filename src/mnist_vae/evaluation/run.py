@@ -23,7 +23,7 @@ from .classifier import cached_classifier, estimate_training_seconds, get_classi
 from .elbo import elbo_report, encode_all
 from .latent import active_units, latent_probe
 from .likelihood import decoder_rate, importance_nll
-from .samples import sample_quality
+from .samples import midpoint_readability, sample_quality
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ def evaluate_run(
     reference = data.dataset.test_images.float() / 255.0  # grey test digits: what the classifier knows
     result["samples"] = sample_quality(model, classifier, reference, n=s.n_samples, seed=s.seed)
     result["recon_accuracy"] = reconstruction_accuracy(model, data.test_x, data.test_labels, classifier)
+    result["midpoint_readable"] = midpoint_readability(model, classifier, data.test_x, seed=s.seed)
     if hasattr(classifier, "test_accuracy"):
         result["classifier_accuracy"] = classifier.test_accuracy
     return _finish(result, run.path, t0)
@@ -150,6 +151,7 @@ def format_eval(result: dict[str, Any]) -> str:
         f"    KL                  {result['kl']:10.2f}",
         f"  reconstruction, z = μ {result['recon_mu']:10.2f}",
         f"  reconstructions right {result.get('recon_accuracy', float('nan')):10.4f} (share the digit classifier reads as their digit)",
+        f"  midpoints readable    {result.get('midpoint_readable', float('nan')):10.4f} (decoded latent midpoints of test-digit pairs read with confidence >= 0.9)",
         f"  {'NLL (IWAE, K=' + format(iw['k'], ',') + ')':<22}{iw['nll']:10.2f} ± {iw['stderr']:.2f} (standard error over images)",
         f"  active units          {result['active_units']:10d} of {len(result['mu_variance'])}",
         f"  latent probe accuracy {result['probe_accuracy']:10.4f} (logistic regression on μ)",

@@ -94,23 +94,6 @@ def verdict(diff: Interval, direction: Direction, threshold: float = 0.0) -> str
     return "supported" if above else "contradicted" if below else "inconclusive"
 
 
-def seeds_needed(diff: Interval, threshold: float = 0.0, limit: int = 200) -> int | None:
-    """About how many seeds in all would make the interval exclude ``threshold``, if mean and spread stay as observed.
-
-    None when it cannot be told (fewer than two seeds, no spread, or the mean sits on the threshold);
-    ``limit`` when even that many would not do.
-    """
-    if diff.n < 2 or not math.isfinite(diff.sd) or diff.sd == 0:
-        return None
-    gap = abs(diff.mean - threshold)
-    if gap == 0:
-        return None
-    for n in range(max(diff.n, 2), limit + 1):
-        if t975(n - 1) * diff.sd / math.sqrt(n) < gap:
-            return n
-    return limit
-
-
 def equivalence(diff: Interval, bound: float) -> str:
     """Whether a difference is negligible: "within" ±``bound`` (the whole 95% interval inside it),
     "exceeds" it (the whole interval outside), or "inconclusive" (the interval straddles a bound)."""

@@ -1,11 +1,15 @@
 """The claims of the original write-up, each with the measurement that tests it.
 
-Every claim is data: which configuration(s), the claim in a few words, how it is measured, and a
-function that turns one seed's table row (or a pair of rows with the same seed) into a number.
-:func:`evaluate_claims` computes the per-seed values, their interval, and a verdict:
-**supported** (the 95% interval lies on the claimed side), **contradicted** (on the other side),
-**inconclusive** (it contains the threshold, or one seed only). Claims that cannot be measured
-say so instead of inventing a number.
+Every claim is data: the configurations it needs, the claim in a few words, how it is measured,
+and a function that turns one run's table row into a number (a difference of two configurations is
+then paired by seed with :func:`~mnist_vae.stats.paired`) or, for a measurement of two curves at
+once, a function of the two runs of one seed. :func:`evaluate_claims` computes the per-seed values,
+their interval and a verdict: **supported** (the 95% interval lies on the claimed side),
+**contradicted** (on the other side), **inconclusive** (it contains the threshold, or one seed only).
+A fixed-seed study uses the Student-t interval; a study that adds seeds while it looks
+(``--until-settled``) uses the anytime-valid confidence sequence of :mod:`mnist_vae.stats.sequential`.
+A claim the study cannot measure (a configuration is missing, or the runs are too short for it)
+says why instead of inventing a number.
 
 Measurement conventions (docs/evaluation.md explains them):
 
@@ -15,17 +19,20 @@ Measurement conventions (docs/evaluation.md explains them):
 - "unstable curves": roughness of the per-epoch training loss, the mean |second difference| after epoch 5;
 - "converges faster": epochs to reach a level both runs of a seed reach (within 1% of the worse final test loss);
 - "repetitive / diverse": the entropy of the class histogram of 10,000 samples (1 = uniform over the digits);
-- "blank or noisy samples": the share of samples that are blank or that the classifier cannot read (confidence < 0.5).
+- "blank or noisy samples": the share of samples that are blank or that the classifier cannot read (confidence < 0.5);
+- "latent space regularity": the share of prior samples that decode to readable digits (1 − that share);
+- "smooth interpolation": the share of decoded latent midpoints between two test digits read with confidence >= 0.9.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ..stats import Direction, Interval, interval, seeds_needed, verdict
+from ..stats import Direction, Interval, interval, paired, verdict
+from ..stats.sequential import anytime_p, confidence_sequence, fixed_p, holm, seeds_for_power
 
 Row = dict[str, Any]
 STABLE_WITHIN = 0.02  # "stabilised": within 2% of the final value
@@ -34,6 +41,10 @@ ROUGH_FROM_EPOCH = 5  # roughness ignores the first, steep epochs
 CLEAR_ACCURACY = 0.90  # "clear": the classifier reads at least 90% of reconstructions as the right digit
 OFTEN_BLANK = 0.10  # "often blank": more than 10% of samples blank or unreadable
 FULL_COVERAGE = 9.5  # "covers 0-9": coverage (classes with >= 5% of samples) of 10, i.e. above 9.5
+CURVE_EPOCHS = 10  # a claim about the shape of a curve over epochs needs at least this many
+#: The write-up's protocol; a study that differs says so above its claim table.
+WRITEUP_EPOCHS = 50
+WRITEUP_PROTOCOL: dict[str, Any] = {"epochs": WRITEUP_EPOCHS, "dataset": "mnist", "binarize": "none"}
 
 
 def stabilised_epoch(history: list[float], within: float = STABLE_WITHIN) -> float:
@@ -67,267 +78,167 @@ def metric(key: str) -> Callable[[Row], float]:
     return lambda row: float(row[key])
 
 
-def diff(key: str) -> Callable[[Row, Row], float]:
-    """A minus B of a table column, for one seed."""
-    return lambda a, b: float(a[key]) - float(b[key])
+def readable(row: Row) -> float:
+    """Share of prior samples that decode to readable digits (1 − blank rate)."""
+    return 1.0 - float(row["blank_rate"])
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim: ``value`` of a seed's row (``vs`` None) or of a (row, vs-row) pair, compared with ``threshold``."""
+    """One claim of the write-up (or beyond it), with the measurement that tests it.
 
-    config: str
+    ``group`` is where the table lists it (a configuration, or "reflections"); ``configs`` are the
+    configurations it needs, A or (A, B). Exactly one of ``metric`` (one run's number; with two
+    configurations the claim is about A − B, paired by seed) and ``joint`` (a number from A's and
+    B's runs of the same seed) is given. ``min_epochs``: runs shorter than this cannot tell.
+    """
+
+    group: str
     text: str
     measure: str
     direction: Direction
-    value: Callable[..., float] | None  # None: cannot be measured; ``why`` says so
-    vs: str | None = None
+    configs: tuple[str, ...]
+    metric: Callable[[Row], float] | None = None
+    joint: Callable[[Row, Row], float] | None = None
     threshold: float = 0.0
     unit: str = ""
-    why: str = ""
     source: str = "write-up"  # or "finding" (the study's own earlier findings), "beyond" (issue-driven)
     fmt: str = "{:.2f}"
-    configs: tuple[str, ...] = field(default=())
+    min_epochs: int = 1
+    epochs_why: str = ""
 
-    def needs(self) -> tuple[str, ...]:
-        return self.configs or tuple(c for c in (self.config, self.vs) if c)
+    def __post_init__(self) -> None:
+        if (self.metric is None) == (self.joint is None) or not 1 <= len(self.configs) <= 2:
+            raise ValueError(f"claim {self.text!r}: give metric or joint, and one or two configurations")
+        if self.joint is not None and len(self.configs) != 2:
+            raise ValueError(f"claim {self.text!r}: a joint measurement needs two configurations")
+
+
+def _curve(why: str) -> dict[str, Any]:
+    return {"min_epochs": CURVE_EPOCHS, "epochs_why": why}
 
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim(
-        "baseline",
-        "reconstruction loss decreased and stabilised by epoch 20",
-        "first epoch whose test reconstruction loss is within 2% of its final value",
-        "less",
-        lambda r: stabilised_epoch(r["test_recon_history"]),
-        threshold=20.5,
-        unit="epoch",
-        fmt="{:.1f}",
-    ),
-    Claim(
-        "baseline",
-        "KL divergence increased gradually",
-        "test KL after the last epoch minus after the first",
-        "greater",
-        lambda r: r["test_kl_history"][-1] - r["test_kl_history"][0],
-        unit="nats",
-    ),
-    Claim(
-        "baseline",
-        "reconstructions were clear",
-        "share of test reconstructions the digit classifier reads right, vs 90%",
-        "greater",
-        metric("recon_accuracy"),
-        threshold=CLEAR_ACCURACY,
-        fmt="{:.3f}",
-    ),
-    Claim(
-        "baseline",
-        "generated samples often lacked detail or were blank",
-        "share of samples blank or unreadable, vs 10%",
-        "greater",
-        metric("blank_rate"),
-        threshold=OFTEN_BLANK,
-        fmt="{:.3f}",
-    ),
-    Claim(
-        "deeper-decoder",
-        "reconstructions became sharper",
-        "reconstruction BCE at z = μ, deeper-decoder − baseline",
-        "less",
-        diff("recon_mu"),
-        vs="baseline",
-        unit="nats",
-    ),
-    Claim(
-        "deeper-decoder",
-        "generated digits remained repetitive (no more diverse than baseline)",
-        "class-histogram entropy of samples, deeper-decoder − baseline (≤ 0 claimed)",
-        "less",
-        diff("entropy"),
-        vs="baseline",
-        fmt="{:.3f}",
-    ),
-    Claim(
-        "deeper-decoder",
-        "KL divergence slightly higher",
-        "test KL, deeper-decoder − baseline",
-        "greater",
-        diff("kl"),
-        vs="baseline",
-        unit="nats",
-    ),
-    Claim(
-        "dropout",
-        "training loss curves became unstable",
-        "roughness of the per-epoch training loss, dropout − baseline",
-        "greater",
-        lambda a, b: roughness(a["train_loss_history"]) - roughness(b["train_loss_history"]),
-        vs="baseline",
-        unit="nats",
-        fmt="{:.3f}",
-    ),
-    Claim(
-        "dropout",
-        "generated images showed incomplete or noisy digits",
-        "share of samples blank or unreadable, dropout − baseline",
-        "greater",
-        diff("blank_rate"),
-        vs="baseline",
-        fmt="{:.3f}",
-    ),
-    Claim(
-        "dropout",
-        "dropout alone did not improve diversity",
-        "class-histogram entropy of samples, dropout − baseline (≤ 0 claimed)",
-        "less",
-        diff("entropy"),
-        vs="baseline",
-        fmt="{:.3f}",
-    ),
-    Claim(
-        "optimized",
-        "reconstructions were consistent and clear",
-        "share of test reconstructions the digit classifier reads right, vs 90%",
-        "greater",
-        metric("recon_accuracy"),
-        threshold=CLEAR_ACCURACY,
-        fmt="{:.3f}",
-    ),
-    Claim(
-        "optimized",
-        "generated samples covered digits 0–9",
-        "digits with at least 5% of 10,000 samples (10 claimed)",
-        "greater",
-        metric("coverage"),
-        threshold=FULL_COVERAGE,
-        fmt="{:.1f}",
-    ),
-    Claim(
-        "optimized",
-        "convergence was faster",
-        "epochs to reach a test loss both reach, optimized − baseline",
-        "less",
-        convergence_gap,
-        vs="baseline",
-        unit="epochs",
-        fmt="{:.1f}",
-    ),
-    Claim(
-        "all",
-        "samples improved from early to refined settings",
-        "Fréchet distance of samples, optimized − baseline",
-        "less",
-        diff("frechet"),
-        vs="baseline",
-        configs=("optimized", "baseline"),
-    ),
-    Claim(
-        "reflection",
-        "the LSTM encoder improved feature extraction compared with a dense encoder",
-        "latent probe accuracy (logistic regression on μ), optimized − dense-encoder",
-        "greater",
-        diff("probe_accuracy"),
-        vs="dense-encoder",
-        configs=("optimized", "dense-encoder"),
-        fmt="{:.3f}",
-    ),
-    Claim(
-        "reflection",
-        "learning-rate adjustments affected convergence speed and stability",
-        "epochs to a common test loss, fast-lr (lr 0.001) − baseline (lr 0.0005)",
-        "differs",
-        convergence_gap,
-        vs="baseline",
-        configs=("fast-lr", "baseline"),
-        unit="epochs",
-        fmt="{:.1f}",
-    ),
-    Claim(
-        "reflection",
-        "excessive dropout reduced output quality",
-        "NLL, dropout − baseline",
-        "greater",
-        diff("nll"),
-        vs="baseline",
-        configs=("dropout", "baseline"),
-        unit="nats",
-    ),
-    Claim(
-        "reflection",
-        "the LSTM encoder's latent code is as good as a dense encoder's (earlier finding: it is not)",
-        "NLL, optimized − dense-encoder",
-        "less",
-        diff("nll"),
-        vs="dense-encoder",
-        configs=("optimized", "dense-encoder"),
-        unit="nats",
-        source="finding",
-    ),
-    Claim(
-        "lstm-plus",
-        "beats the standard MLP VAE of pytorch/examples",
-        "NLL, lstm-plus − mlp-vae",
-        "less",
-        diff("nll"),
-        vs="mlp-vae",
-        unit="nats",
-        source="beyond",
-    ),
-    Claim(
-        "lstm-plus",
-        "beats the dense encoder with the same decoder",
-        "NLL, lstm-plus − dense-encoder",
-        "less",
-        diff("nll"),
-        vs="dense-encoder",
-        unit="nats",
-        source="beyond",
-    ),
-    Claim(
-        "lstm-plus",
-        "keeps all 16 latent dimensions active",
-        "active units (of 16), vs 15.5",
-        "greater",
-        metric("active_units"),
-        threshold=15.5,
-        fmt="{:.1f}",
-        source="beyond",
-    ),
-)
+    Claim("baseline", "reconstruction loss decreased and stabilised by epoch 20",
+          "first epoch whose test reconstruction loss is within 2% of its final value", "less", ("baseline",),
+          metric=lambda r: stabilised_epoch(r["test_recon_history"]), threshold=20.5, unit="epoch", fmt="{:.1f}",
+          min_epochs=WRITEUP_EPOCHS, epochs_why="it names epoch 20 of the write-up's 50"),
+    Claim("baseline", "KL divergence increased gradually", "test KL after the last epoch minus after the first", "greater",
+          ("baseline",), metric=lambda r: r["test_kl_history"][-1] - r["test_kl_history"][0], unit="nats",
+          **_curve("a trend over epochs")),
+    Claim("baseline", "reconstructions were clear", "share of test reconstructions the digit classifier reads right, vs 90%",
+          "greater", ("baseline",), metric=metric("recon_accuracy"), threshold=CLEAR_ACCURACY, fmt="{:.3f}"),
+    Claim("baseline", "generated samples often lacked detail or were blank", "share of samples blank or unreadable, vs 10%",
+          "greater", ("baseline",), metric=metric("blank_rate"), threshold=OFTEN_BLANK, fmt="{:.3f}"),
+    Claim("deeper-decoder", "reconstructions became sharper", "reconstruction BCE at z = μ, deeper-decoder − baseline",
+          "less", ("deeper-decoder", "baseline"), metric=metric("recon_mu"), unit="nats"),
+    Claim("deeper-decoder", "generated digits remained repetitive (no more diverse than baseline)",
+          "class-histogram entropy of samples, deeper-decoder − baseline (≤ 0 claimed)", "less", ("deeper-decoder", "baseline"),
+          metric=metric("entropy"), fmt="{:.3f}"),
+    Claim("deeper-decoder", "KL divergence slightly higher", "test KL, deeper-decoder − baseline", "greater",
+          ("deeper-decoder", "baseline"), metric=metric("kl"), unit="nats"),
+    Claim("dropout", "training loss curves became unstable", "roughness of the per-epoch training loss, dropout − baseline",
+          "greater", ("dropout", "baseline"), metric=lambda r: roughness(r["train_loss_history"]), unit="nats", fmt="{:.3f}",
+          **_curve("roughness is measured after epoch 5")),
+    Claim("dropout", "generated images showed incomplete or noisy digits", "share of samples blank or unreadable, dropout − baseline",
+          "greater", ("dropout", "baseline"), metric=metric("blank_rate"), fmt="{:.3f}"),
+    Claim("dropout", "dropout alone did not improve diversity", "class-histogram entropy of samples, dropout − baseline (≤ 0 claimed)",
+          "less", ("dropout", "baseline"), metric=metric("entropy"), fmt="{:.3f}"),
+    Claim("optimized", "reconstructions were consistent and clear", "share of test reconstructions the digit classifier reads right, vs 90%",
+          "greater", ("optimized",), metric=metric("recon_accuracy"), threshold=CLEAR_ACCURACY, fmt="{:.3f}"),
+    Claim("optimized", "generated samples covered digits 0–9", "digits with at least 5% of 10,000 samples (10 claimed)", "greater",
+          ("optimized",), metric=metric("coverage"), threshold=FULL_COVERAGE, fmt="{:.1f}"),
+    Claim("optimized", "convergence was faster", "epochs to reach a test loss both reach, optimized − baseline", "less",
+          ("optimized", "baseline"), joint=convergence_gap, unit="epochs", fmt="{:.1f}", **_curve("convergence over epochs")),
+    Claim("reflections", "samples improved from early to refined settings", "Fréchet distance of samples, optimized − baseline",
+          "less", ("optimized", "baseline"), metric=metric("frechet")),
+    Claim("reflections", "the LSTM encoder improved feature extraction compared with a dense encoder",
+          "latent probe accuracy (logistic regression on μ), optimized − dense-encoder", "greater", ("optimized", "dense-encoder"),
+          metric=metric("probe_accuracy"), fmt="{:.3f}"),
+    Claim("reflections", "learning-rate adjustments affected convergence speed and stability",
+          "epochs to a common test loss, fast-lr (lr 0.001) − baseline (lr 0.0005)", "differs", ("fast-lr", "baseline"),
+          joint=convergence_gap, unit="epochs", fmt="{:.1f}", **_curve("convergence over epochs")),
+    Claim("reflections", "excessive dropout reduced output quality", "NLL, dropout − baseline", "greater", ("dropout", "baseline"),
+          metric=metric("nll"), unit="nats"),
+    Claim("reflections", "KL divergence helped maintain latent space regularity",
+          "share of prior samples decoded to readable digits, optimized − no-kl (the same model without the KL term)",
+          "greater", ("optimized", "no-kl"), metric=readable, fmt="{:.3f}"),
+    Claim("reflections", "KL divergence supported smooth interpolation",
+          "share of decoded latent midpoints between two test digits read with confidence ≥ 0.9, optimized − no-kl",
+          "greater", ("optimized", "no-kl"), metric=metric("midpoint_readable"), fmt="{:.3f}"),
+    Claim("reflections", "combining sequence modeling and convolutional decoding yielded diverse generative outputs",
+          "class-histogram entropy of samples, optimized (LSTM + convolutions) − mlp-vae (dense both ways)", "greater",
+          ("optimized", "mlp-vae"), metric=metric("entropy"), fmt="{:.3f}"),
+    Claim("reflections", "combining sequence modeling and convolutional decoding yielded diverse generative outputs",
+          "class-histogram entropy of samples, optimized (LSTM + convolutions) − dense-encoder (the same decoder, no LSTM)",
+          "greater", ("optimized", "dense-encoder"), metric=metric("entropy"), fmt="{:.3f}"),
+    Claim("reflections", "the LSTM encoder's latent code is as good as a dense encoder's (earlier finding: it is not)",
+          "NLL, optimized − dense-encoder", "less", ("optimized", "dense-encoder"), metric=metric("nll"), unit="nats", source="finding"),
+    Claim("lstm-plus", "beats the standard MLP VAE of pytorch/examples", "NLL, lstm-plus − mlp-vae", "less", ("lstm-plus", "mlp-vae"),
+          metric=metric("nll"), unit="nats", source="beyond"),
+    Claim("lstm-plus", "beats the dense encoder with the same decoder", "NLL, lstm-plus − dense-encoder", "less",
+          ("lstm-plus", "dense-encoder"), metric=metric("nll"), unit="nats", source="beyond"),
+    Claim("lstm-plus", "keeps all 16 latent dimensions active", "active units (of 16), vs 15.5", "greater", ("lstm-plus",),
+          metric=metric("active_units"), threshold=15.5, fmt="{:.1f}", source="beyond"),
+)  # fmt: skip
+
+FIXED, SEQUENTIAL = "Student t, fixed seeds", "anytime-valid t (sequential)"
 
 
 def _by_seed(rows: list[Row], config: str) -> dict[int, Row]:
     return {int(r["seed"]): r for r in rows if r["config"] == config}
 
 
-def evaluate_claim(claim: Claim, rows: list[Row]) -> dict[str, Any]:
-    """One row of the claim table: per-seed values, their interval, the verdict and what would settle it."""
+def claim_values(claim: Claim, rows: list[Row]) -> dict[int, float]:
+    """Per seed, the claim's number (seeds both configurations have, for a claim about two)."""
+    runs = [_by_seed(rows, c) for c in claim.configs]
+    if claim.joint is not None:
+        a, b = runs
+        return {s: claim.joint(a[s], b[s]) for s in sorted(set(a) & set(b))}
+    assert claim.metric is not None
+    numbers = [{s: claim.metric(r) for s, r in mine.items()} for mine in runs]
+    if len(numbers) == 1:
+        return dict(sorted(numbers[0].items()))
+    seeds = sorted(set(numbers[0]) & set(numbers[1]))
+    diffs = paired(numbers[0], numbers[1]).values  # a_s − b_s in seed order (NaNs dropped)
+    kept = [s for s in seeds if math.isfinite(numbers[0][s] - numbers[1][s])]
+    return dict(zip(kept, diffs))
+
+
+def evaluate_claim(claim: Claim, rows: list[Row], sequential: bool = False) -> dict[str, Any]:
+    """One row of the claim table: per-seed values, their interval, the verdict, its p-value and what would settle it."""
     out: dict[str, Any] = {
-        "config": claim.config,
+        "config": claim.group,
+        "configs": list(claim.configs),
         "claim": claim.text,
         "measure": claim.measure,
         "source": claim.source,
         "direction": claim.direction,
         "threshold": claim.threshold,
         "unit": claim.unit,
+        "procedure": SEQUENTIAL if sequential else FIXED,
+        "values": {},
+        "effect": None,
+        "p": None,
     }
-    missing = [c for c in claim.needs() if not _by_seed(rows, c)]
-    if claim.value is None or missing:
-        why = claim.why or f"the study does not include {', '.join(missing)}"
-        return out | {"verdict": "not measured", "why": why, "values": {}, "effect": None}
-    a = _by_seed(rows, claim.needs()[0])
-    if claim.vs is None:
-        values = {s: claim.value(r) for s, r in a.items()}
-    else:
-        b = _by_seed(rows, claim.vs)
-        values = {s: claim.value(a[s], b[s]) for s in sorted(set(a) & set(b))}
-    iv = interval([values[s] for s in sorted(values)])
+    missing = [c for c in claim.configs if not _by_seed(rows, c)]
+    if missing:
+        return out | {"verdict": "not measured", "why": f"the study does not include {', '.join(missing)}", "missing": missing}
+    epochs = min(int(r["epochs"]) for r in rows if r["config"] in claim.configs)
+    if epochs < claim.min_epochs:
+        why = f"needs runs of at least {claim.min_epochs} epochs ({claim.epochs_why}); these have {epochs}"
+        return out | {"verdict": "not measured", "why": why}
+    values = claim_values(claim, rows)
+    ordered = [values[s] for s in sorted(values)]
+    iv = confidence_sequence(ordered) if sequential else interval(ordered)
     out |= {"values": values, "effect": _effect(iv), "verdict": verdict(iv, claim.direction, claim.threshold)}
     if iv.n == 0:
         out["why"] = "no run gives a defined value (too few epochs for this measurement?)"
+    elif iv.n >= 2:
+        out["p"] = anytime_p(ordered, claim.threshold) if sequential else fixed_p(ordered, claim.threshold)
     if out["verdict"] == "inconclusive":
-        need = seeds_needed(iv, claim.threshold)
+        need = seeds_for_power(interval(ordered), claim.threshold, sequential=sequential)
+        out["seeds_for_power"] = need
         out["more_seeds"] = None if need is None else max(need - iv.n, 1)
     out["text"] = effect_text(iv, claim)
     return out
@@ -340,17 +251,35 @@ def _effect(iv: Interval) -> dict[str, float | int]:
 def effect_text(iv: Interval, claim: Claim) -> str:
     """``mean [lo, hi]`` with the claim's format, plus the threshold where it is not 0."""
     f = claim.fmt.format
-    core = f(iv.mean) if iv.n < 2 else f"{f(iv.mean)} [{f(iv.lo)}, {f(iv.hi)}]"
+    core = f(iv.mean) if iv.n < 2 or not math.isfinite(iv.hi - iv.lo) else f"{f(iv.mean)} [{f(iv.lo)}, {f(iv.hi)}]"
     unit = f" {claim.unit}" if claim.unit else ""
-    versus = f" vs {f(claim.threshold)}" if claim.threshold and claim.vs is None else ""
+    versus = f" vs {f(claim.threshold)}" if claim.threshold and len(claim.configs) == 1 else ""
     return f"{core}{unit}{versus}"
 
 
-def evaluate_claims(rows: list[Row], claims: tuple[Claim, ...] = CLAIMS) -> list[dict[str, Any]]:
-    """Every claim's row, in catalogue order."""
-    return [evaluate_claim(c, rows) for c in claims]
+def evaluate_claims(rows: list[Row], claims: tuple[Claim, ...] = CLAIMS, sequential: bool = False) -> list[dict[str, Any]]:
+    """Every claim's row, in catalogue order, with Holm's family-wise view over the claims measured."""
+    out = [evaluate_claim(c, rows, sequential) for c in claims]
+    tested = [i for i, c in enumerate(out) if c["p"] is not None]
+    for i, rejected in zip(tested, holm([out[i]["p"] for i in tested])):
+        settled = out[i]["verdict"] in ("supported", "contradicted")
+        out[i]["holm"] = ("holds" if rejected else "not at family-wise 5%") if settled else "—"
+    return out
 
 
-def summary_interval(rows: list[Row], config: str, key: str) -> Interval:
-    """Mean and 95% interval over seeds of one column of one configuration."""
-    return interval([float(r[key]) for r in rows if r["config"] == config])
+def open_claims(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The measured claims still inconclusive (what adding seeds could settle)."""
+    return [c for c in results if c["verdict"] in ("inconclusive", "inconclusive: one seed")]
+
+
+def protocol_differences(meta: dict[str, Any]) -> list[str]:
+    """How a study's protocol differs from the write-up's (epochs, dataset, binarisation), in words."""
+    out = []
+    if meta.get("epochs") != WRITEUP_PROTOCOL["epochs"]:
+        out.append(f"{meta.get('epochs')} epochs, not {WRITEUP_PROTOCOL['epochs']}")
+    ds = meta.get("dataset", {})
+    if ds.get("name") != WRITEUP_PROTOCOL["dataset"]:
+        out.append(f"{ds.get('name')} ({ds.get('n_train', 0):,} training digits), not MNIST's 60,000")
+    if meta.get("binarize") != WRITEUP_PROTOCOL["binarize"]:
+        out.append(f"binarization {meta.get('binarize')}, not grey pixels")
+    return out

@@ -1,6 +1,6 @@
 """Where a study's runs execute: local processes, or a Dask cluster (``--executor dask``).
 
-An executor takes the top-level function :func:`~mnist_vae.study.runner.run_job` and the list of
+An executor takes the top-level function :func:`~mnist_vae.study.jobs.run_job` and the list of
 jobs, and yields ``(job, row)`` as runs finish, in any order. Every job is independent and resumes
 from its own run folder, so an executor may run a job again (a worker died): the rerun continues
 from the run's newest checkpoint.

@@ -10,6 +10,11 @@ import json
 import logging
 import re
 import shutil
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None  # type: ignore[assignment]
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,14 +51,58 @@ def folder_name(spec: str) -> str:
     return re.sub(r"[^\w.=+-]+", "+", spec.strip().replace("[", "+").rstrip("]"))
 
 
-def run_job(job: Job, dataset: Dataset | None = None, classifier: Any = None) -> dict[str, Any]:
-    """Train (or resume) one run and evaluate it; returns its table row. Top-level: workers run it."""
+@contextmanager
+def run_lock(run_dir: Path, wait: bool = False) -> Iterator[bool]:
+    """Hold ``<run>.lock`` while this process works on the run; yields False if another process holds it
+    (``wait``: block until it is free). The kernel drops the lock when its process dies, so a killed
+    study leaves none behind."""
+    if fcntl is None:  # no flock on this platform: no protection between processes
+        yield True
+        return
+    path = run_dir.parent / f"{run_dir.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def run_job(job: Job, dataset: Dataset | None = None, classifier: Any = None, wait: bool = False) -> dict[str, Any]:
+    """Train (or resume) one run and evaluate it; returns its table row. Top-level: workers run it.
+
+    A run another process is working on (another study on the same folder) is left to it: the row
+    is ``{"busy": True}``, unless ``wait``, which waits for that process and then uses (or finishes) its run.
+    """
     if not logging.getLogger(LOGGER).handlers:  # a fresh worker process: talk like the parent
         configure("stderr")
-    cfg = RunConfig.from_dict(job.cfg, source=f"study config {job.config}")
     path = Path(job.run_dir)
     tag = f"{job.config} seed {job.seed}"
     ev = evaluated(job)
+    if ev is not None:
+        log.info(f"[{tag}] already trained and evaluated; skipped")
+        return job_row(job, ev, peak_rss_mb())
+    with run_lock(path) as mine:
+        if mine:
+            return _train_and_evaluate(job, dataset, classifier)
+    if not wait:
+        log.info(f"[{tag}] another process is working on this run; taking the others first")
+        return {"busy": True, "config": job.config, "seed": job.seed}
+    log.info(f"[{tag}] waiting for the other process working on this run")
+    with run_lock(path, wait=True):
+        return _train_and_evaluate(job, dataset, classifier)
+
+
+def _train_and_evaluate(job: Job, dataset: Dataset | None, classifier: Any) -> dict[str, Any]:
+    cfg = RunConfig.from_dict(job.cfg, source=f"study config {job.config}")
+    path = Path(job.run_dir)
+    tag = f"{job.config} seed {job.seed}"
+    ev = evaluated(job)  # again, under the lock: another process may have finished it meanwhile
     if ev is None:
         with _prefixed(tag):
             if (path / RUN_MARKER).exists():
@@ -87,7 +136,7 @@ def evaluated(job: Job) -> dict[str, Any] | None:
         and iw.get("seed") == s.seed
         and iw.get("precision") == s.precision
         and bool(ev.get("screen", False)) == job.screen
-        and (job.screen or (ev.get("samples", {}).get("n") == s.n_samples and "recon_accuracy" in ev))
+        and (job.screen or (ev.get("samples", {}).get("n") == s.n_samples and "midpoint_readable" in ev))
     )
     return ev if matches else None
 
@@ -136,6 +185,7 @@ def table_row(run_dir: Path, ev: dict[str, Any]) -> dict[str, Any]:
         "latent_dim": len(ev["mu_variance"]),
         "probe_accuracy": ev.get("probe_accuracy", _NAN),
         "recon_accuracy": ev.get("recon_accuracy", _NAN),
+        "midpoint_readable": ev.get("midpoint_readable", _NAN),
         "coverage": s.get("coverage", _NAN),
         "histogram": s.get("histogram", []),
         "entropy": s.get("entropy", _NAN),

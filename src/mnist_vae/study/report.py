@@ -9,13 +9,17 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_text
 from ..presets import kind_of
 from ..stats import equivalence, interval, paired, verdict
+from .claim_table import claim_lines, headline, missing_line, protocol_note
 from .claims import evaluate_claims
+
+WRITEUP, BEYOND = ("write-up", "finding"), ("beyond",)
 
 FIGURES = (
     ("reconstructions.png", "Reconstructions (top: test digits, bottom: decoded μ)"),
@@ -63,7 +67,8 @@ def summarize(rows: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any
                 **cells,
             }
         )
-    return {"meta": meta, "table": table, "claims": evaluate_claims(rows), "variants": variant_effects(rows), "rows": rows}
+    claims = evaluate_claims(rows, sequential=bool(meta.get("sequential")))
+    return {"meta": meta, "table": table, "claims": claims, "variants": variant_effects(rows), "rows": rows}
 
 
 def trained_as(row: dict[str, Any]) -> str:
@@ -121,12 +126,8 @@ def _interval_dict(values: list[float]) -> dict[str, Any]:
 
 
 def _cell(cell: dict[str, Any], fmt: str) -> str:
-    m, lo, hi = cell["mean"], cell["lo"], cell["hi"]
-    if not math.isfinite(m):
-        return "n/a"
-    if cell["n"] < 2 or not (math.isfinite(lo) and math.isfinite(hi)):
-        return fmt.format(m)
-    return f"{fmt.format(m)} ± {fmt.format((hi - lo) / 2)}"
+    iv = interval(cell["values"])
+    return iv.text(fmt) if math.isfinite(iv.mean) else "n/a"
 
 
 def _intro(meta: dict[str, Any]) -> list[str]:
@@ -165,31 +166,33 @@ def _table_lines(result: dict[str, Any]) -> list[list[str]]:
     return [head, *body]
 
 
-def _verdict_text(c: dict[str, Any]) -> str:
-    v = c["verdict"]
-    if v == "not measured":
-        return f"not measured: {c['why']}"
-    if v == "inconclusive" and c.get("more_seeds"):
-        return f"inconclusive (about {c['more_seeds']} more seed{'s' if c['more_seeds'] != 1 else ''} would likely settle it)"
-    return v
-
-
-def _claim_lines(claims: list[dict[str, Any]], sources: tuple[str, ...]) -> list[list[str]]:
-    head = ["configuration", "claim", "measured as", "effect [95% CI]", "verdict"]
-    body = [[c["config"], c["claim"], c["measure"], c.get("text", "—"), _verdict_text(c)] for c in claims if c["source"] in sources]
-    return [head, *body]
-
-
 def _md_table(lines: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(lines[0])]
     return out + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in lines[1:]]
 
 
 def _html_table(lines: list[list[str]]) -> str:
+    """A table whose text cells are left-aligned, numbers right-aligned, verdicts coloured."""
     e = html.escape
     rows = ["<tr>" + "".join(f"<th>{e(h)}</th>" for h in lines[0]) + "</tr>"]
-    rows += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>" for row in lines[1:]]
+    rows += ["<tr>" + "".join(f"<td class='{_cell_class(v)}'>{e(v)}</td>" for v in row) + "</tr>" for row in lines[1:]]
     return "<table>" + "".join(rows) + "</table>"
+
+
+def _cell_class(value: str) -> str:
+    for word in ("supported", "contradicted", "inconclusive", "not measured"):
+        if value.startswith(word):
+            return "v-" + word.replace(" ", "-")
+    return "num" if _NUMBER.fullmatch(value) else "text"
+
+
+_NUMBER = re.compile(r"[−+-]?[\d,.]+( ± [\d,.]+)?|n/a")
+
+
+def _claim_notes(result: dict[str, Any], sources: tuple[str, ...]) -> list[str]:
+    notes = [protocol_note(result["meta"])] if sources == WRITEUP else []
+    line = missing_line(result["claims"], sources)
+    return notes + ([line] if line else [])
 
 
 def _summary_figures(out: Path, result: dict[str, Any]) -> None:
@@ -236,17 +239,17 @@ def write_report(out: Path, result: dict[str, Any]) -> tuple[Path, Path]:
     _summary_figures(out, result)
     names = [t["config"] for t in result["table"]]
     sections = [
-        ("How each configuration was trained", _trained_lines(result)),
-        ("Claims of the original write-up", _claim_lines(result["claims"], ("write-up", "finding"))),
-        ("Beyond the write-up", _claim_lines(result["claims"], ("beyond",))),
+        ("How each configuration was trained", _trained_lines(result), []),
+        ("Claims of the original write-up", claim_lines(result["claims"], WRITEUP), _claim_notes(result, WRITEUP)),
+        ("Beyond the write-up", claim_lines(result["claims"], BEYOND), _claim_notes(result, BEYOND)),
     ]
     if result.get("variants"):
-        sections.append(("Variants against their base configuration (paired by seed; variant − base)", _variant_lines(result)))
-    md = ["# mnist-vae study", "", *_intro(result["meta"]), ""]
+        sections.append(("Variants against their base configuration (paired by seed; variant − base)", _variant_lines(result), []))
+    md = ["# mnist-vae study", "", headline(result), "", *_intro(result["meta"]), ""]
     md += [line for fname, title in SUMMARY_FIGURES for line in (f"### {title}", "", f"![{title}]({fname})", "")]
     md += ["## Results", "", *_md_table(_table_lines(result)), ""]
-    for title, lines in sections:
-        md += [f"## {title}", "", *_md_table(lines), ""]
+    for title, lines, notes in sections:
+        md += [f"## {title}", "", *(n for note in notes for n in (note, "")), *_md_table(lines), ""]
     md += ["## Figures of each configuration (lowest seed)", ""]
     for fname, title in FIGURES:
         md += [
@@ -270,20 +273,23 @@ def _img(path: Path, alt: str) -> str:
     return f"<img src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode('ascii')}' alt='{html.escape(alt)}'>"
 
 
-def _html(out: Path, result: dict[str, Any], names: list[str], sections: list[tuple[str, list[list[str]]]]) -> str:
+def _html(out: Path, result: dict[str, Any], names: list[str], sections: list[tuple[str, list[list[str]], list[str]]]) -> str:
     e = html.escape
     page = [
         "<!doctype html><html><head><meta charset='utf-8'><title>mnist-vae study</title><style>",
         "body{font-family:sans-serif;margin:2em;max-width:100%} table{border-collapse:collapse;margin-bottom:1em} "
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right} td:first-child,th:first-child{text-align:left} "
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top} td.num{text-align:right;white-space:nowrap} "
+        ".v-supported{background:#d9f2d9} .v-contradicted{background:#f8d7d7} .v-inconclusive{background:#fff3cd} "
+        ".v-not-measured{color:#777} .headline{font-size:1.1em;font-weight:bold} "
         ".figs{display:flex;gap:12px;overflow-x:auto} .figs figure{margin:0} .figs img{max-width:360px} "
         ".summary img{max-width:900px} figcaption{text-align:center;font-weight:bold}",
         "</style></head><body><h1>mnist-vae study</h1>",
     ]
+    page.append(f"<p class='headline'>{e(headline(result).replace('**', ''))}</p>")
     page += [f"<p>{e(line)}</p>" for line in _intro(result["meta"])]
     page += [f"<h3>{e(title)}</h3><div class='summary'>{_img(out / fname, title)}</div>" for fname, title in SUMMARY_FIGURES]
     page += ["<h2>Results</h2>", _html_table(_table_lines(result))]
-    page += [f"<h2>{e(title)}</h2>{_html_table(lines)}" for title, lines in sections]
+    page += [f"<h2>{e(title)}</h2>{''.join(f'<p>{e(n)}</p>' for n in notes)}{_html_table(lines)}" for title, lines, notes in sections]
     page.append("<h2>Figures of each configuration (lowest seed)</h2>")
     for fname, title in FIGURES:
         figs = "".join(f"<figure><figcaption>{e(n)}</figcaption>{_img(out / _first_run(result, n) / fname, n)}</figure>" for n in names)

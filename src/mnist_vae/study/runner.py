@@ -32,7 +32,8 @@ from ..models import VAE
 from ..models.flops import forward_flops
 from ..presets import study_configs
 from ..runtime.process import peak_rss_mb
-from . import cost
+from . import cost, settle
+from .claims import evaluate_claims
 from .executors import Executor, make_executor
 from .jobs import Job, finished_rows, folder_name, run_job, work_left
 from .report import summarize, write_report
@@ -62,8 +63,10 @@ class StudyPlan:
 
 
 def plan_jobs(plan: StudyPlan, s: StudySettings, seeds: dict[str, list[int]] | None = None) -> list[Job]:
-    """Every (configuration, seed) run, longest configurations first, seeds in order (``seeds``: per configuration)."""
-    order = sorted(plan.names, key=lambda n: _cost(plan.configs[n]), reverse=True)
+    """Every (configuration, seed) run, longest configurations first, seeds in order (``seeds``: only these, per configuration)."""
+    order = sorted(
+        plan.names if seeds is None else [n for n in plan.names if n in seeds], key=lambda n: _cost(plan.configs[n]), reverse=True
+    )
     eval_device = s.defaults()["device"]
     return [
         Job(
@@ -128,11 +131,10 @@ def run_study(
               "eval_seed": s.eval.seed, "binarize": defaults["binarize"], "dataset_sha256": ds.sha256, "train_device": defaults["device"],
               "screen": s.screen, "configs": plan.names, "seeds": plan.seeds}  # fmt: skip
     _check_settings(plan.out, record)
-    ex = (
-        None if report_only else make_executor(s.executor, plan.workers, s.scheduler)
-    )  # no dask / bad --scheduler: one line, before any work
+    ex = None if report_only else make_executor(s.executor, plan.workers, s.scheduler)  # a bad --scheduler: one line, before any work
     clf = None if s.screen else classifier or get_classifier(ds)  # trained once here, so workers only read the cache
-    todo = plan_jobs(plan, s)
+    rounds = _rounds(plan, s)
+    todo = [j for r in rounds for j in plan_jobs(plan, s, r)]
     if costs:
         by_config = {c.config: c for c in costs}
         line = cost.left_to_do([by_config[j.config] for j in todo], [work_left(j) for j in todo], plan.workers)
@@ -143,18 +145,77 @@ def run_study(
         f"K={s.eval.k}{'' if s.screen else f', {s.eval.n_samples:,} samples'}; {s.executor} executor, {plan.workers} job(s) x "
         f"{plan.threads or os.cpu_count()} thread(s); folder {plan.out}"
     )
-    rows = finished_rows(todo) if ex is None else _execute(todo, ex, ds, clf)
+    stop = None
+    if ex is None:
+        rows = finished_rows(todo)
+    else:
+        with ex:
+            rows = _execute(todo, ex, ds, clf)
+            if s.until_settled:
+                rows, stop = _settle(plan, s, rounds, rows, ex, ds, clf, costs, t0)
     if not rows:
         raise ConfigError(f"{plan.out}: no run of this study has been trained and evaluated yet")
     meta = _meta(plan, s, rows, ds, clf, costs, wall=time.perf_counter() - t0, report_only=report_only)
+    if s.until_settled:
+        meta |= {"rounds": rounds, "stop_reason": stop}
     result, md, page = _report(plan, rows, meta)
     return {**result, "report_md": md, "report_html": page}
 
 
+def _rounds(plan: StudyPlan, s: StudySettings) -> list[dict[str, list[int]]]:
+    """The rounds of seeds this study runs first: the first round, and any rounds an earlier --until-settled took."""
+    first = {n: list(plan.seeds) for n in plan.names}
+    rounds = settle.load_rounds(plan.out)
+    if not s.until_settled:
+        if len(rounds) > 1:
+            raise ConfigError(f"{plan.out}: this study added seeds in rounds (--until-settled); continue or report it with --until-settled")
+        return [first]
+    if not rounds:
+        rounds = [first]
+        settle.save_rounds(plan.out, rounds)
+    elif {n: v for n, v in rounds[0].items()} != first:
+        raise ConfigError(f"{plan.out}: its sequential rounds began with other configurations or seeds; use the same --configs and --seeds")
+    return rounds
+
+
+def _settle(
+    plan: StudyPlan,
+    s: StudySettings,
+    rounds: list[dict[str, list[int]]],
+    rows: list[dict[str, Any]],
+    ex: Executor,
+    ds: Dataset,
+    clf: Any,
+    costs: list[cost.RunCost],
+    t0: float,
+) -> tuple[list[dict[str, Any]], str]:
+    """Add rounds of seeds where claims are open, until they are settled, --max-seeds, or the budget would be overrun."""
+    by_config = {c.config: c for c in costs}
+    while True:
+        claims = evaluate_claims(rows, sequential=True)
+        nxt, why = settle.next_round(claims, settle.seeds_so_far(rounds), s.max_seeds, plan.workers)
+        if not nxt:
+            log.info(f"until-settled: stopping: {why}")
+            return rows, why
+        jobs = plan_jobs(plan, s, nxt)
+        need = cost.wall_estimate([by_config[j.config] for j in jobs], plan.workers)
+        gone = time.perf_counter() - t0
+        if s.budget_s is not None and gone + need > s.budget_s:
+            why = (
+                f"the next round ({len(jobs)} run(s) of {', '.join(nxt)}) would take about {need / 60:.0f} min; "
+                f"{gone / 60:.0f} min are gone, so it would overrun the budget of {s.budget_s / 60:.0f} min"
+            )
+            log.info(f"until-settled: stopping before the next round: {why}")
+            return rows, why
+        rounds.append(nxt)
+        settle.save_rounds(plan.out, rounds)  # recorded before it runs: a restarted study runs the same round
+        log.info(f"until-settled: round {len(rounds)}: {why}; {len(jobs)} run(s), about {need / 60:.0f} min")
+        rows += _execute(jobs, ex, ds, clf)
+
+
 def _report(plan: StudyPlan, rows: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[dict[str, Any], Path, Path]:
     """Order the rows as configured, summarise them, write study.json and the report."""
-    order = {(n, s): i for i, (n, s) in enumerate((n, s) for n in plan.names for s in plan.seeds)}
-    rows.sort(key=lambda r: order[(r["config"], r["seed"])])
+    rows.sort(key=lambda r: (plan.names.index(r["config"]), r["seed"]))
     result = summarize(rows, meta)
     atomic_write_text(plan.out / "study.json", json.dumps(result, indent=2, default=str))
     md, page = write_report(plan.out, result)
@@ -182,6 +243,7 @@ def _meta(
         "classifier_accuracy": getattr(clf, "test_accuracy", float("nan")), "frechet_floor": getattr(clf, "floor_frechet", float("nan")),
         "jobs": plan.workers, "executor": s.executor, "wall_seconds": round(wall, 1), "report_only": report_only,
         "run_minutes": {"train": _minutes(rows, "train_seconds"), "eval": _minutes(rows, "eval_seconds")},
+        "sequential": s.until_settled, "max_seeds": s.max_seeds if s.until_settled else None, "budget_s": s.budget_s,
         "nll_precisions": sorted({r["precision"] for r in rows}),
         "peak_rss_mb": round(max([peak_rss_mb(), *(r["peak_rss_mb"] for r in rows)])),
         "estimate": cost.as_dict(costs, plan.workers) if costs else None,
@@ -203,13 +265,22 @@ def _estimate(plan: StudyPlan, s: StudySettings, ds: Dataset) -> list[cost.RunCo
 
 
 def _execute(todo: list[Job], ex: Executor, ds: Dataset, clf: Any) -> list[dict[str, Any]]:
-    """Run every job on the executor; the rows in the order they finished."""
-    rows = []
-    with ex:
-        kwargs = {"dataset": ds, "classifier": clf} if ex.in_process else {}
-        for i, (job, row) in enumerate(ex.run(run_job, todo, **kwargs), 1):
-            rows.append(row)
-            log.info(f"[{job.config} seed {job.seed}] done ({i}/{len(todo)})")
+    """Run every job on the executor; the rows in the order they finished.
+
+    Runs another process is working on (a second study on this folder) come last: this study
+    waits for them, then reads their results (or finishes a run whose process died).
+    """
+    rows, busy = [], []
+    kwargs = {"dataset": ds, "classifier": clf} if ex.in_process else {}
+    for i, (job, row) in enumerate(ex.run(run_job, todo, **kwargs), 1):
+        if row.get("busy"):
+            busy.append(job)
+            continue
+        rows.append(row)
+        log.info(f"[{job.config} seed {job.seed}] done ({i}/{len(todo)})")
+    for job, row in ex.run(run_job, busy, wait=True, **kwargs) if busy else ():
+        rows.append(row)
+        log.info(f"[{job.config} seed {job.seed}] done (finished by another process or after it)")
     return rows
 
 

@@ -42,7 +42,8 @@ class StudySettings:
     means "not given": each configuration then gets the study default unless its variant sets the field.
 
     ``screen``: evaluate only what an ablation screen needs (NLL, test ELBO, active units), without
-    the digit classifier, its samples and the probe.
+    the digit classifier, its samples and the probe. ``until_settled``: after the first round, add
+    seeds where claims are open, up to ``max_seeds``, within ``budget_s`` (study/settle.py).
     """
 
     configs: tuple[str, ...] = ()  # () = the default set
@@ -60,6 +61,9 @@ class StudySettings:
     scheduler: str | None = None
     out: Path = field(default=Path("study"))
     screen: bool = False
+    until_settled: bool = False  # add seeds in rounds where claims are open (anytime-valid verdicts)
+    max_seeds: int = 20
+    budget_s: float | None = None  # stop before a round that would end past this many seconds
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -68,6 +72,10 @@ class StudySettings:
             raise ConfigError(f"--seeds: must be >= 1, got {self.seeds}")
         if self.jobs < 1:
             raise ConfigError(f"--jobs: must be >= 1, got {self.jobs}")
+        if self.max_seeds < self.seeds:
+            raise ConfigError(f"--max-seeds: must be at least --seeds ({self.seeds}), got {self.max_seeds}")
+        if self.budget_s is not None and not self.until_settled:
+            raise ConfigError("--budget: only with --until-settled")
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"--epochs: must be >= 1, got {self.epochs}")
 

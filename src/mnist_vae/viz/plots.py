@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from ..io import atomic_path
 from .tiles import tile
@@ -60,6 +61,7 @@ def loss_curves(history: Sequence[dict[str, float]], path: Path, title: str = ""
         ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", ms=3, label="train")
         ax.plot(epochs, [r[f"test_{key}"] for r in history], "s-", ms=3, label="test")
         ax.set_title(name, fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("nats per image")
@@ -88,6 +90,7 @@ def curves_with_bands(
             ax.fill_between(epochs, arr.min(0), arr.max(0), color=line.get_color(), alpha=0.18, lw=0)
     if low is not None:
         ax.set_ylim(bottom=low)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

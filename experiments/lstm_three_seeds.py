@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mnist_vae.stats import interval, paired, seeds_needed, verdict
+from mnist_vae.stats import interval, paired, verdict
+from mnist_vae.stats.sequential import seeds_for_power
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 CONFIGS = ("lstm-plus", "dense-encoder", "mlp-vae")
@@ -37,7 +38,7 @@ def main() -> None:
         for key in ("nll", "elbo"):
             iv = paired({s: r[key] for s, r in by["lstm-plus"].items()}, {s: r[key] for s, r in by[ref].items()})
             v = verdict(iv, "less")
-            more = f" (about {seeds_needed(iv)} seeds in all would settle it)" if v == "inconclusive" else ""
+            more = f" (about {seeds_for_power(iv)} seeds in all would give 80% power)" if v == "inconclusive" else ""
             print(f"lstm-plus − {ref}, {key}: {iv.mean:+.2f} [{iv.lo:+.2f}, {iv.hi:+.2f}] over {iv.n} seeds: {v}{more}")
 
 

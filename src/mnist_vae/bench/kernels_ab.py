@@ -1,6 +1,6 @@
 """One training step with this round's CPU kernels on and off, paired, in one process.
 
-    python bench/kernels_ab.py [CONFIG ...] [--rounds 25] [--threads 1]
+    python -m mnist_vae.bench.kernels_ab [CONFIG ...] [--rounds 25] [--threads 1]
 
 "on": strided transposed convolutions with the split backward (models/convt.py) and dropout masks
 from uniform draws (models/decoder.py); "off": the stock `F.conv_transpose2d` backward and
@@ -14,42 +14,40 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_vae.losses import elbo_terms
-from mnist_vae.models import VAE, convt, decoder
-from mnist_vae.presets import get_config
+from ..models import VAE, convt, decoder
+from ..presets import get_config
+from ..training.step import TrainStep
 
 SPLIT_APPLY, FAST_DROPOUT = convt._SplitBackwardConvT.apply, decoder.Dropout.forward
 
 
-def _stock(x, w, b, stride, padding, output_padding):  # type: ignore[no-untyped-def]
+def _stock(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: Any, padding: Any, output_padding: Any) -> torch.Tensor:
     return F.conv_transpose2d(x, w, b, stride, padding, output_padding)
 
 
 def _use_new_kernels(on: bool) -> None:
     convt._SplitBackwardConvT.apply = SPLIT_APPLY if on else _stock  # type: ignore[method-assign]
-    decoder.Dropout.forward = FAST_DROPOUT if on else nn.Dropout.forward  # type: ignore[method-assign]
+    decoder.Dropout.forward = FAST_DROPOUT if on else nn.Dropout.forward  # type: ignore[method-assign,assignment]
 
 
 def compare(name: str, rounds: int) -> dict[str, float]:
-    """Median step milliseconds with the new kernels on and off, and the paired ratio off/on."""
+    """Median step milliseconds with the new kernels on and off, and the paired ratio off/on (the product's own step)."""
     torch.manual_seed(0)
-    model = VAE(get_config(name).model).train()
+    cfg = get_config(name)
+    model = VAE(cfg.model).train()
     model.decoder.channels_last = True
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    take_step = TrainStep(model, model, cfg.train, torch.device("cpu"), total_steps=1)  # the preset: fp32, fused Adam
     x = torch.rand(100, 28, 28)
 
     def step() -> float:
         t = time.perf_counter()
-        logits, mu, logvar = model(x)
-        loss, _, _ = elbo_terms(logits, x, mu, logvar)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        take_step(x, torch.randn(100, cfg.model.latent_dim), 1.0)
         return time.perf_counter() - t
 
     for on in (True, False, True):  # warm-up of both paths

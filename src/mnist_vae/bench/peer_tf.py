@@ -1,10 +1,10 @@
 """The published TensorFlow code and `mnist-vae train --config original`, side by side, on one machine.
 
-    python bench/peer_tf.py [--epochs 3] [--threads 1] [--rounds 2] [--out peer_tf.json]
+    python -m mnist_vae.bench.peer_tf [--epochs 3] [--threads 1] [--rounds 2] [--out peer_tf.json]
 
 Alternates the two programs (TF, product, TF, product, ...) at the same thread count on the same
 8,000 embedded digits and prints each program's median images/s per round and the ratio
-product / TF. The TF side is `../shared/peers/seed_tf.py` (or `--script`) run by the Python of its
+product / TF. The TF side is `../shared/peers/seed_tf.py` from the project root (or `--script`) run by the Python of its
 own environment (`--python`, default `~/.tfenv/bin/python`; its README says how to make it);
 TensorFlow is never imported here. When that environment or script is missing, it says so and
 exits 2 without measuring anything.
@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path.cwd()  # run from the project root, beside ../shared
 EPOCH_LINE = re.compile(r"^epoch\s+(\d+)/\d+\b.*?([\d.]+) img/s", re.M)
 
 

@@ -1,6 +1,6 @@
 """Latency of the explorer's decode request through a real server, as a browser slider makes it.
 
-    python bench/serve_latency.py RUN [--requests 200]
+    python -m mnist_vae.bench.serve_latency RUN [--requests 200]
 
 Starts `mnist-vae serve RUN --port 0` in a subprocess, sends POST /api/decode requests one after
 another from this process, over one kept-alive connection (as a browser does) and with a new
@@ -33,12 +33,15 @@ def main() -> int:
     try:
         url = None
         deadline = time.time() + 60
+        assert server.stdout is not None  # stdout=PIPE
         while url is None and time.time() < deadline:
             line = server.stdout.readline()
             if not line:
                 raise SystemExit(f"server exited: {server.wait()}")
             m = re.search(r"(http://[\d.]+:\d+)/", line)
             url = m.group(1) if m else None
+        if url is None:
+            raise SystemExit("the server printed no address within 60 s")
         facts = json.load(urllib.request.urlopen(f"{url}/api/info", timeout=10))
         dim = facts.get("latent_dim") or facts.get("run", {}).get("latent_dim")
         rng = random.Random(0)

@@ -1,0 +1,76 @@
+"""The claim table of a study's report: its first lines, its heading, its rows, and one line for what it cannot measure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .claims import protocol_differences
+
+SETTLED = ("supported", "contradicted")
+
+
+def headline(result: dict[str, Any]) -> str:
+    """The report's first line: how many claims are settled, supported and contradicted, with the seeds and time it took."""
+    claims, meta = result["claims"], result["meta"]
+    measured = [c for c in claims if c["verdict"] != "not measured"]
+    settled = [c for c in measured if c["verdict"] in SETTLED]
+    supported = sum(c["verdict"] == "supported" for c in settled)
+    holm = sum(c.get("holm") == "holds" for c in settled)
+    seeds = [len(t["seeds"]) for t in result["table"]]
+    spread = f"{min(seeds)}" if min(seeds) == max(seeds) else f"{min(seeds)}–{max(seeds)}"
+    spent = meta.get("run_minutes") or {}
+    minutes = spent.get("train", 0.0) + spent.get("eval", 0.0)
+    wall = meta.get("wall_seconds")
+    when = f"{wall / 60:.0f} min wall for this invocation, " if wall and not meta.get("report_only") else ""
+    return (
+        f"**{len(settled)} of {len(measured)} measured claims settled: {supported} supported, {len(settled) - supported} "
+        f"contradicted** ({holm} of them also at a family-wise 5% by Holm's method); {len(claims) - len(measured)} not measured. "
+        f"{spread} seeds per configuration; {when}{minutes:.0f} min of training and evaluation summed over the runs. "
+        f"Verdicts by the {_procedure(claims)}."
+    )
+
+
+def _procedure(claims: list[dict[str, Any]]) -> str:
+    procs = sorted({c["procedure"] for c in claims})
+    return " and ".join(procs) + (" procedure" if len(procs) == 1 else " procedures")
+
+
+def protocol_note(meta: dict[str, Any]) -> str:
+    """Above the claim table: how this study's protocol differs from the write-up's, and what the verdicts then describe."""
+    diffs = protocol_differences(meta)
+    if not diffs:
+        return "The protocol is the write-up's (50 epochs on MNIST, grey pixels)."
+    return (
+        f"The protocol differs from the write-up's: {'; '.join(diffs)}. The verdicts say whether each claim holds for "
+        f"these models trained this way; they test the write-up's statements, not its exact runs."
+    )
+
+
+def verdict_text(c: dict[str, Any]) -> str:
+    """The verdict cell: the verdict, and for an open claim the seeds that would give 80% power."""
+    v = c["verdict"]
+    if v == "not measured":
+        return f"not measured: {c['why']}"
+    if v == "inconclusive" and c.get("seeds_for_power"):
+        return f"inconclusive (about {c['seeds_for_power']} seeds in all would give 80% power to settle it)"
+    return v
+
+
+def claim_lines(claims: list[dict[str, Any]], sources: tuple[str, ...]) -> list[list[str]]:
+    """Head and rows of the claims the study measured (or could not for a reason other than a missing configuration)."""
+    head = ["configuration", "claim", "measured as", "effect [95% interval]", "verdict", "Holm (family-wise 5%)", "procedure"]
+    body = [
+        [c["config"], c["claim"], c["measure"], c.get("text", "—"), verdict_text(c), c.get("holm", "—"), c["procedure"]]
+        for c in claims
+        if c["source"] in sources and not c.get("missing")
+    ]
+    return [head, *body]
+
+
+def missing_line(claims: list[dict[str, Any]], sources: tuple[str, ...]) -> str | None:
+    """One line for the claims a study cannot measure because it lacks their configurations: which to add."""
+    absent = [c for c in claims if c["source"] in sources and c.get("missing")]
+    if not absent:
+        return None
+    names = list(dict.fromkeys(n for c in absent for n in c["missing"]))
+    return f"{len(absent)} more claim(s) not measured: this study does not include {', '.join(names)}; add them with --configs to measure these."

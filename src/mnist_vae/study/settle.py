@@ -1,0 +1,79 @@
+"""``study --until-settled``: which seeds the next round adds, the rounds a study has taken, and its time budget.
+
+After the first round, a round adds seeds only to the configurations that open claims need, until
+every claim is settled, every configuration they need has ``max_seeds`` seeds, or the next round
+would overrun the budget. The rounds taken are recorded in ``OUT/rounds.json`` before they run, so
+a killed study, started again, re-runs the same rounds (finished runs are skipped) and goes on.
+Verdicts then come from the anytime-valid procedure (:mod:`mnist_vae.stats.sequential`), which
+stays valid however many rounds are looked at.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..io import atomic_write_text
+
+ROUNDS = "rounds.json"
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*")
+_UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, None: 60}
+
+
+def parse_duration(text: str) -> float:
+    """``90m``, ``1.5h``, ``45s`` or a bare number of minutes -> seconds; anything else is a one-line error."""
+    m = _DURATION.fullmatch(text)
+    if not m or float(m.group(1)) <= 0:
+        raise ConfigError(f"--budget: {text!r} is not a duration such as 90m, 1.5h or 600s")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def load_rounds(out: Path) -> list[dict[str, list[int]]]:
+    """The rounds recorded in ``out`` (each: configuration -> seeds added)."""
+    path = Path(out) / ROUNDS
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return [{str(k): [int(s) for s in v] for k, v in r.items()} for r in data["rounds"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError(f"{path}: unreadable; remove it to start the sequential rounds again") from None
+
+
+def save_rounds(out: Path, rounds: list[dict[str, list[int]]]) -> None:
+    """Record the rounds (atomically), before the newest one runs."""
+    atomic_write_text(Path(out) / ROUNDS, json.dumps({"rounds": rounds}, indent=2))
+
+
+def seeds_so_far(rounds: list[dict[str, list[int]]]) -> dict[str, list[int]]:
+    """Every configuration's seeds over all rounds, in order."""
+    out: dict[str, list[int]] = {}
+    for r in rounds:
+        for name, seeds in r.items():
+            out.setdefault(name, [])
+            out[name] += [s for s in seeds if s not in out[name]]
+    return out
+
+
+def next_round(claims: list[dict[str, Any]], have: dict[str, list[int]], max_seeds: int, workers: int) -> tuple[dict[str, list[int]], str]:
+    """The next round's seeds per configuration, or ({}, why the study stops).
+
+    Open claims (inconclusive, and measured) name the configurations they need; each gets the next
+    seeds, as many as keep ``workers`` busy, up to ``max_seeds`` in all.
+    """
+    open_ = [c for c in claims if c["verdict"].startswith("inconclusive")]
+    if not open_:
+        return {}, "every claim the study can measure is settled"
+    need = list(dict.fromkeys(n for c in open_ for n in c["configs"] if len(have.get(n, [])) < max_seeds))
+    if not need:
+        return {}, f"{len(open_)} claim(s) still open, but every configuration they need has {max_seeds} seeds (--max-seeds)"
+    per = max(1, math.ceil(workers / len(need)))
+    out = {}
+    for name in need:
+        start = max(have.get(name, [-1]), default=-1) + 1
+        out[name] = list(range(start, min(start + per, max_seeds)))
+    return out, f"{len(open_)} claim(s) open; adding seeds to {', '.join(need)}"
