@@ -56,7 +56,42 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--precision-epochs", type=int, default=10, help="epochs for the option ELBO check on optimized (0 to skip)")
     p.add_argument("--precision-seeds", type=int, default=3, help="seeds per option in the ELBO check")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: benchmark one config in this process, print JSON
+    g = p.add_argument_group(
+        "side by side (--side-by-side: `mnist-vae train` / `evaluate` alone and two at once; uses --epochs and --precision)"
+    )
+    g.add_argument(
+        "--side-by-side", action="store_true", help="run this benchmark instead of the speed table (writes side_by_side.json by default)"
+    )
+    g.add_argument("--pair-config", default="fast-lr", help="the configuration trained (default: fast-lr)")
+    g.add_argument(
+        "--pair-variants",
+        default="shared,before",
+        help="shared (as shipped), before (MNIST_VAE_NO_SHARE=1: the cure off), passive (before + OMP_WAIT_POLICY=PASSIVE)",
+    )
+    g.add_argument(
+        "--pair-scenarios",
+        default="train+train,train+evaluate,study+train",
+        help="train+train, train+evaluate, study+train (train alone always runs)",
+    )
+    g.add_argument("--pair-rounds", type=int, default=1, help="repeats of everything, variants alternating; medians are reported")
+    g.add_argument("--pair-data-path", help="train on this IDX folder or .npz instead of the embedded digits")
+    g.add_argument("--pair-eval-k", type=int, default=100, help="importance samples of the evaluation")
+    g.add_argument("--pair-eval-samples", type=int, default=1000, help="generated samples the evaluation judges")
     return p
+
+
+def _side_by_side(args: argparse.Namespace) -> int:
+    from .side_by_side import Settings
+    from .side_by_side import main as side_by_side
+
+    data = ["--data-path", args.pair_data_path] if args.pair_data_path else ["--dataset", "embedded"]
+    settings = Settings(args.pair_config, args.epochs, args.precision, data, args.pair_eval_k, args.pair_eval_samples)
+    out = Path("side_by_side.json" if args.out == "bench.json" else args.out)
+    return side_by_side(settings, _names(args.pair_variants), _names(args.pair_scenarios), args.pair_rounds, out)
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def _configs_in_subprocesses(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -116,6 +151,8 @@ def _print_extras(result: dict[str, Any], args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Measure, print the tables, write bench.json."""
     args = _parser().parse_args(argv)
+    if args.side_by_side:
+        return _side_by_side(args)
     if args.one:
         print(json.dumps(bench_one(args.one, args.epochs, args.threads, args.nll_k, args.nll_images, args.precision, args.device)))
         return 0

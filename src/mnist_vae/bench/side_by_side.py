@@ -1,0 +1,420 @@
+"""Side by side: the real product alone and two of its processes at once, as a user runs them.
+
+    python -m mnist_vae.bench --side-by-side                # fast-lr, 3 epochs; as shipped, then with the cure off
+    python -m mnist_vae.bench --side-by-side --epochs 2 --pair-variants shared
+
+Every process is ``mnist-vae train`` / ``evaluate`` / ``study`` in a subprocess with the default
+thread setting. Images/second come from each run's own ``metrics.jsonl`` (its training loop's
+clock); the benchmark stamps each line as it appears, so that an epoch counts as "side by side"
+only if it ran entirely while the other process was computing (between the other's first and
+last epoch of training, or inside the other's evaluation). An evaluation's throughput is its own
+``eval_seconds`` (from ``eval.json``), alone against beside a training.
+
+"vs alone" adds up each process's throughput as a share of what the same command does alone
+(train+train: the two rates over one alone; train+evaluate: train's share + evaluate's;
+study+train: the study's training epochs and the training's, over one training alone: the study
+trains the same configuration), so 1.00× means the machine does as much work with the two as with
+one, 0.50× half. In train+evaluate and study+train the partner (a training of many epochs, a
+study of many seeds) starts first and is killed once the measured process is done.
+
+Variants: ``shared`` is the product as shipped; ``before`` sets ``MNIST_VAE_NO_SHARE=1`` and leaves
+libgomp's spin at its default (the behaviour before the cure, runtime/share.py); ``passive`` is
+``before`` with ``OMP_WAIT_POLICY=PASSIVE``, the setting a user could have found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..runtime import share
+
+VARIANTS = ("shared", "before", "passive")
+SCENARIOS = ("train", "train+train", "train+evaluate", "study+train")
+#: Seconds between two looks at the runs' metrics files: the precision of an epoch's time stamp.
+POLL_S = 0.02
+
+
+def variant_env(variant: str) -> dict[str, str]:
+    """The environment of the product's processes in ``variant`` (this process's, without its own cure)."""
+    env = dict(os.environ)
+    for k in ("MNIST_VAE_NO_SHARE", "OMP_WAIT_POLICY", "OMP_NUM_THREADS"):
+        env.pop(k, None)
+    if share.spin_set_here():  # set by this process's import of mnist_vae, not by the user
+        env.pop("GOMP_SPINCOUNT", None)
+    if variant == "before":
+        env["MNIST_VAE_NO_SHARE"] = "1"
+    elif variant == "passive":
+        env["MNIST_VAE_NO_SHARE"] = "1"
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    elif variant != "shared":
+        raise ValueError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
+    return env
+
+
+@dataclass
+class Settings:
+    """What to run: the configuration, its epochs, the data and the evaluation's size."""
+
+    config: str = "fast-lr"
+    epochs: int = 3
+    precision: str = "fp32"
+    data_args: list[str] = field(default_factory=lambda: ["--dataset", "embedded"])
+    eval_k: int = 100
+    eval_samples: int = 1000
+    study_k: int = 10  # the study's NLL between its runs: short, so that it mostly trains
+
+
+@dataclass
+class _Proc:
+    """One product process, its metrics (a run's file, or a study folder's files) and when each line appeared."""
+
+    popen: subprocess.Popen[bytes]
+    metrics: Path | None
+    log: Path
+    started: float
+    lines: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    ended: float | None = None
+    run: Path | None = None  # a training's run folder
+    seen: dict[Path, int] = field(default_factory=dict)
+
+    def poll(self) -> bool:
+        """Stamp new metrics lines; True while the process runs."""
+        if self.metrics is not None:
+            files = sorted(self.metrics.glob("**/metrics.jsonl")) if self.metrics.is_dir() else [self.metrics]
+            now = time.monotonic()
+            for path in files:
+                try:
+                    text = path.read_text()
+                except OSError:
+                    continue
+                complete = text.splitlines()[: text.count("\n")]
+                for line in complete[self.seen.get(path, 0) :]:
+                    self.lines.append((now, json.loads(line)))
+                self.seen[path] = len(complete)
+        if self.ended is None and self.popen.poll() is not None:
+            self.ended = time.monotonic()
+        return self.ended is None
+
+    def epochs(self) -> list[tuple[float, float, float]]:
+        """(start bound, end bound, img/s) of each epoch: it trained between the previous line (or the
+        process's start) and its own line."""
+        out, before = [], self.started
+        for t, rec in self.lines:
+            out.append((before, t, float(rec["images_per_second"])))
+            before = t
+        return out
+
+    def busy(self) -> tuple[float, float] | None:
+        """From the start of its first epoch's training to its last line (None before an epoch ended)."""
+        if not self.lines:
+            return None
+        t0, rec = self.lines[0]
+        return t0 - float(rec["train_seconds"]), self.lines[-1][0]
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            # A partner no longer needed: nothing of it is kept. Its whole session, so that a study's
+            # workers go with it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+        if self.ended is None:
+            self.ended = time.monotonic()
+
+    def check(self, what: str) -> None:
+        if self.popen.returncode not in (0, None, -signal.SIGKILL):
+            raise RuntimeError(f"{what} failed (exit {self.popen.returncode}):\n{self.log.read_text()[-3000:]}")
+
+
+class SideBySide:
+    """Runs the scenarios of one variant in a scratch folder."""
+
+    def __init__(self, settings: Settings, variant: str, tmp: Path) -> None:
+        self.s, self.variant, self.tmp = settings, variant, tmp
+        self.env = variant_env(variant)
+        self.n = 0
+
+    def _start(self, args: list[str], metrics: Path | None) -> _Proc:
+        self.n += 1
+        log = self.tmp / f"{self.variant}-{self.n}.log"
+        with open(log, "wb") as f:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "mnist_vae", *args], env=self.env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return _Proc(popen, metrics, log, time.monotonic())
+
+    def train(self, epochs: int) -> _Proc:
+        run = self.tmp / f"{self.variant}-run{self.n + 1}"
+        args = ["train", "--config", self.s.config, "--epochs", str(epochs), "--precision", self.s.precision, "--device", "cpu"]
+        p = self._start([*args, *self.s.data_args, "--no-progress", "--out", str(run)], run / "metrics.jsonl")
+        p.run = run
+        return p
+
+    def evaluate(self, run: Path) -> _Proc:
+        args = ["evaluate", str(run), "--k", str(self.s.eval_k), "--samples", str(self.s.eval_samples), "--device", "cpu", "--no-progress"]
+        return self._start(args, None)
+
+    def study(self, folder: Path) -> _Proc:
+        """A study of the configuration over many seeds (one job, the screen's short evaluation): stopped when no longer needed."""
+        args = ["study", "--configs", self.s.config, "--seeds", "200", "--max-seeds", "200", "--epochs", str(self.s.epochs), "--jobs", "1"]
+        args += ["--k", str(self.s.study_k), "--screen", "--precision", "fp32", "--train-precision", self.s.precision, "--device", "cpu"]
+        return self._start([*args, *self.s.data_args, "--out", str(folder)], folder)
+
+    @staticmethod
+    def _wait(procs: list[_Proc], until: list[_Proc] | None = None, first_epoch_of: _Proc | None = None) -> None:
+        """Poll until every process of ``until`` (default: all) ended, or ``first_epoch_of`` wrote its first line."""
+        until = procs if until is None else until
+        while True:
+            for p in procs:
+                p.poll()
+            if first_epoch_of is not None and (first_epoch_of.lines or first_epoch_of.ended is not None):
+                return
+            if first_epoch_of is None and all(p.ended is not None for p in until):
+                return
+            time.sleep(POLL_S)
+
+    def _rate(self, p: _Proc, inside: tuple[float, float] | None) -> tuple[float, int]:
+        """Median img/s of the epochs that lay inside ``inside`` (all epochs but the first when None),
+        and how many: negative when none lay entirely inside and those that overlapped it were taken,
+        0 when none even overlapped and all were taken (epochs too short for the time stamps: a tiny run)."""
+        eps = p.epochs()
+        if inside is None:
+            chosen = [r for _, _, r in eps[1:]] or [r for _, _, r in eps]
+            return statistics.median(chosen), len(chosen)
+        chosen = [r for a, b, r in eps if a >= inside[0] and b <= inside[1]]
+        if chosen:
+            return statistics.median(chosen), len(chosen)
+        partly = [r for (_, b, r), (_, rec) in zip(eps, p.lines) if b - float(rec["train_seconds"]) < inside[1] and b > inside[0]]
+        if partly:
+            return statistics.median(partly), -len(partly)
+        return statistics.median(r for _, _, r in eps), 0
+
+    def alone_train(self) -> dict[str, Any]:
+        p = self.train(self.s.epochs)
+        self._wait([p])
+        p.check("train")
+        rate, n = self._rate(p, None)
+        assert p.run is not None
+        self.trained: Path = p.run
+        return {"train_img_s": [rate], "epochs_counted": [n]}
+
+    def alone_evaluate(self) -> dict[str, Any]:
+        warm = self.evaluate(self.trained)  # the first evaluation may train and cache the digit classifier
+        self._wait([warm])
+        warm.check("evaluate")
+        p = self.evaluate(self.trained)
+        self._wait([p])
+        p.check("evaluate")
+        return {"eval_s": [_eval_seconds(self.trained)]}
+
+    def train_train(self) -> dict[str, Any]:
+        a, b = self.train(self.s.epochs), self.train(self.s.epochs)
+        self._wait([a, b])
+        a.check("train")
+        b.check("train")
+        ra, na = self._rate(a, b.busy())
+        rb, nb = self._rate(b, a.busy())
+        return {"train_img_s": [ra, rb], "epochs_counted": [na, nb]}
+
+    def train_evaluate(self) -> dict[str, Any]:
+        # The training starts first and outlasts the evaluation (it is stopped after it): every
+        # moment of the evaluation has a training beside it.
+        t = self.train(10_000)
+        try:
+            self._wait([t], first_epoch_of=t)
+            t.check("train")
+            e = self.evaluate(self.trained)
+            self._wait([t, e], until=[e])
+            e.check("evaluate")
+            end = e.ended or time.monotonic()
+            seconds = _eval_seconds(self.trained)
+            window = (end - seconds, end)
+            t.poll()
+        finally:
+            t.stop()
+        rate, n = self._rate(t, window)
+        return {"train_img_s": [rate], "epochs_counted": [n], "eval_s": [seconds]}
+
+    def study_train(self) -> dict[str, Any]:
+        # The study starts first and outlasts the training (it is stopped after it).
+        st = self.study(self.tmp / f"{self.variant}-study{self.n + 1}")
+        try:
+            self._wait([st], first_epoch_of=st)
+            st.check("study")
+            t = self.train(self.s.epochs)
+            self._wait([st, t], until=[t])
+            t.check("train")
+            st.poll()
+        finally:
+            st.stop()
+        window = t.busy()
+        rate, n = self._rate(t, st.busy())
+        srate, sn = self._rate(st, window)
+        return {"train_img_s": [rate], "epochs_counted": [n, sn], "study_img_s": [srate]}
+
+
+def _eval_seconds(run: Path) -> float:
+    return float(json.loads((run / "eval.json").read_text())["eval_seconds"])
+
+
+def busy_cores(seconds: float = 1.0) -> float | None:
+    """Cores the whole machine kept busy over ``seconds`` (from /proc/stat; None where there is none)."""
+
+    def sample() -> tuple[int, int]:
+        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = v[3] + v[4]  # idle + iowait
+        return sum(v[:8]) - idle, sum(v[:8])
+
+    try:
+        b0, t0 = sample()
+        time.sleep(seconds)
+        b1, t1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (b1 - b0) / max(1, t1 - t0) * share.cores()
+
+
+def run(settings: Settings, variants: list[str], scenarios: list[str], rounds: int = 1) -> dict[str, Any]:
+    """Every scenario of every variant, ``rounds`` times (variants alternate within a round)."""
+    results: dict[str, dict[str, dict[str, Any]]] = {v: {} for v in variants}
+    busy_before: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="mnist-vae-sbs-") as tmp:
+        for r in range(rounds):
+            for v in variants:
+                folder = Path(tmp) / f"r{r}"
+                folder.mkdir(exist_ok=True)
+                sbs = SideBySide(settings, v, folder)
+                plan = [("train", sbs.alone_train)]
+                if "train+evaluate" in scenarios:
+                    plan.append(("evaluate", sbs.alone_evaluate))
+                if "train+train" in scenarios:
+                    plan.append(("train+train", sbs.train_train))
+                if "train+evaluate" in scenarios:
+                    plan.append(("train+evaluate", sbs.train_evaluate))
+                if "study+train" in scenarios:
+                    plan.append(("study+train", sbs.study_train))
+                for name, fn in plan:
+                    b = busy_cores(0.5)
+                    if b is not None:
+                        busy_before.append(b)
+                    print(f"  round {r + 1}, {v}: {name} ...", file=sys.stderr, flush=True)
+                    _merge(results[v].setdefault(name, {}), fn())
+    return {"results": results, "busy_cores_before": busy_before}
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for k, values in new.items():
+        into.setdefault(k, []).append(values)
+
+
+def summarize(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per variant and scenario: median over rounds of each process's figure, the machine total, vs alone."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def med(rounds: list[list[float]], i: int) -> float:
+        return statistics.median(r[i] for r in rounds)
+
+    for v, sc in results.items():
+        alone = med(sc["train"]["train_img_s"], 0)
+        rows: dict[str, dict[str, Any]] = {"train": {"per_process": [alone], "total_img_s": alone, "vs_alone": 1.0}}
+        eval_alone = med(sc["evaluate"]["eval_s"], 0) if "evaluate" in sc else None
+        if eval_alone is not None:
+            rows["evaluate"] = {"eval_s": eval_alone}
+        if "train+train" in sc:
+            rates = [med(sc["train+train"]["train_img_s"], i) for i in range(2)]
+            rows["train+train"] = {"per_process": rates, "total_img_s": sum(rates), "vs_alone": sum(rates) / alone}
+        if "train+evaluate" in sc and eval_alone is not None:
+            rate, seconds = med(sc["train+evaluate"]["train_img_s"], 0), med(sc["train+evaluate"]["eval_s"], 0)
+            rows["train+evaluate"] = {
+                "per_process": [rate],
+                "eval_s": seconds,
+                "eval_alone_s": eval_alone,
+                "shares": [rate / alone, eval_alone / seconds],
+                "vs_alone": rate / alone + eval_alone / seconds,
+            }
+        if "study+train" in sc:
+            # The study trains the same configuration with the same settings: its epochs compare with train alone.
+            rate, srate = med(sc["study+train"]["train_img_s"], 0), med(sc["study+train"]["study_img_s"], 0)
+            rows["study+train"] = {"per_process": [srate, rate], "total_img_s": rate + srate, "vs_alone": (rate + srate) / alone}
+        out[v] = rows
+    return out
+
+
+def table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """The table: what ran | img/s per process | machine total | vs alone."""
+    lines = ["| variant | what ran | img/s per process | machine total | vs alone |", "|---|---|---|---|---|"]
+    for v, rows in summary.items():
+        for name, r in rows.items():
+            if name == "train":
+                lines.append(f"| {v} | train alone | {r['total_img_s']:,.0f} | {r['total_img_s']:,.0f} img/s | 1.00× |")
+            elif name == "train+train":
+                per = " + ".join(f"{x:,.0f}" for x in r["per_process"])
+                lines.append(f"| {v} | train + train | {per} | {r['total_img_s']:,.0f} img/s | {r['vs_alone']:.2f}× |")
+            elif name == "study+train":
+                study, train = r["per_process"]
+                lines.append(
+                    f"| {v} | study + train | study {study:,.0f}; train {train:,.0f} | {r['total_img_s']:,.0f} img/s | {r['vs_alone']:.2f}× |"
+                )
+            elif name == "train+evaluate":
+                a, b = r["shares"]
+                lines.append(
+                    f"| {v} | train + evaluate | train {r['per_process'][0]:,.0f}; evaluate {r['eval_s']:.1f} s "
+                    f"(alone {r['eval_alone_s']:.1f} s) | train {a:.2f} + evaluate {b:.2f} of alone | {r['vs_alone']:.2f}× |"
+                )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    """The CPU's model name, its cores, and the OpenMP runtime's spin as the product's processes get it."""
+    name = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": name, "cores": share.cores(), "python": platform.python_version(), "spin_count": share.SPIN_COUNT}
+
+
+def main(settings: Settings, variants: list[str], scenarios: list[str], rounds: int, out: Path) -> int:
+    """Measure, print the table, write ``out`` (JSON)."""
+    unknown = [s for s in scenarios if s not in SCENARIOS] + [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown scenario or variant: {', '.join(unknown)}")
+    m = machine()
+    print(f"machine: {m['cpu']}, {m['cores']} cores; {settings.config}, {settings.epochs} epochs, {settings.precision}")
+    raw = run(settings, variants, scenarios, rounds)
+    summary = summarize(raw["results"])
+    counted = [n for sc in raw["results"].values() for r in sc.values() for ns in r.get("epochs_counted", []) for n in ns]
+    if any(n <= 0 for n in counted):
+        print("warning: some epochs did not run entirely side by side (too short to time stamp); use more --epochs")
+    busy = raw["busy_cores_before"]
+    if busy and max(busy) > 0.3:
+        print(f"warning: the machine was not idle before every measurement (up to {max(busy):.1f} cores busy)")
+    print()
+    print(table(summary))
+    if "shared" in summary and "before" in summary:
+        ratio = summary["shared"]["train"]["total_img_s"] / summary["before"]["train"]["total_img_s"]
+        print(f"\ntrain alone, shared / before: {ratio:.3f}×")
+    result = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": m,
+        "settings": vars(settings) | {"rounds": rounds, "variants": variants, "scenarios": scenarios},
+        "summary": summary,
+        **raw,
+    }
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
