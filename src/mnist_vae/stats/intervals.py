@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,15 +57,26 @@ class Interval:
         return f"{fmt.format(self.mean)} ± {fmt.format(self.half)}"
 
 
-def interval(values: list[float] | tuple[float, ...]) -> Interval:
-    """The mean and 95% Student-t confidence interval of ``values`` (NaNs are dropped)."""
-    vals = tuple(float(v) for v in values if v is not None and math.isfinite(float(v)))
+def finite(values: Sequence[float | None]) -> tuple[float, ...]:
+    """The values that are numbers (None and NaN dropped), in order."""
+    return tuple(float(v) for v in values if v is not None and math.isfinite(float(v)))
+
+
+def too_few(vals: tuple[float, ...]) -> Interval | None:
+    """The interval of no value (all NaN) or of one (unbounded); None when there are two or more."""
     if not vals:
         return Interval((), math.nan, math.nan, math.nan, math.nan)
-    mean = statistics.fmean(vals)
     if len(vals) < 2:
-        return Interval(vals, mean, math.nan, -math.inf, math.inf)
-    sd = statistics.stdev(vals)
+        return Interval(vals, vals[0], math.nan, -math.inf, math.inf)
+    return None
+
+
+def interval(values: Sequence[float]) -> Interval:
+    """The mean and 95% Student-t confidence interval of ``values`` (NaNs are dropped)."""
+    vals = finite(values)
+    if (few := too_few(vals)) is not None:
+        return few
+    mean, sd = statistics.fmean(vals), statistics.stdev(vals)
     half = t975(len(vals) - 1) * sd / math.sqrt(len(vals))
     return Interval(vals, mean, sd, mean - half, mean + half)
 

@@ -31,7 +31,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from .intervals import Interval, t975
+from .intervals import Interval, finite, t975, too_few
 
 ALPHA = 0.05
 #: Variance of the standardized effect δ = (μ − μ0)/σ under the mixture. 10 puts the weight on effects
@@ -80,12 +80,10 @@ def _prefix_stats(values: Sequence[float]) -> list[tuple[int, float, float]]:
 def confidence_sequence(values: Sequence[float], alpha: float = ALPHA, g: float = G) -> Interval:
     """The anytime-valid interval after the values in order (seed order): the intersection of the
     confidence sequence over every prefix of two or more values. n = 1 gives an unbounded interval."""
-    vals = tuple(float(v) for v in values if v is not None and math.isfinite(float(v)))
-    if not vals:
-        return Interval((), math.nan, math.nan, math.nan, math.nan)
+    vals = finite(values)
+    if (few := too_few(vals)) is not None:
+        return few
     mean = statistics.fmean(vals)
-    if len(vals) < 2:
-        return Interval(vals, mean, math.nan, -math.inf, math.inf)
     lo, hi = -math.inf, math.inf
     for n, m, sd in _prefix_stats(vals):
         half = cs_multiplier(n, alpha, g) * sd / math.sqrt(n)
@@ -101,7 +99,7 @@ def confidence_sequence(values: Sequence[float], alpha: float = ALPHA, g: float 
 
 def anytime_p(values: Sequence[float], threshold: float = 0.0, g: float = G) -> float:
     """The anytime-valid p-value of "mean = threshold": 1 / the largest Bayes factor over every look (at most 1)."""
-    vals = [float(v) - threshold for v in values if v is not None and math.isfinite(float(v))]
+    vals = [v - threshold for v in finite(values)]
     best = 0.0
     for n, m, sd in _prefix_stats(vals):
         t = math.copysign(math.inf, m) if sd == 0 and m != 0 else (0.0 if sd == 0 else m / (sd / math.sqrt(n)))
@@ -170,7 +168,7 @@ def t_quantile(p: float, df: int) -> float:
 
 def fixed_p(values: Sequence[float], threshold: float = 0.0) -> float:
     """The two-sided one-sample t-test p-value of "mean = threshold" (1 for fewer than two values)."""
-    vals = [float(v) - threshold for v in values if v is not None and math.isfinite(float(v))]
+    vals = [v - threshold for v in finite(values)]
     if len(vals) < 2:
         return 1.0
     m, sd = statistics.fmean(vals), statistics.stdev(vals)
