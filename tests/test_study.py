@@ -105,7 +105,7 @@ def test_one_seed_study_says_inconclusive_one_seed(small, tmp_path, monkeypatch)
 def test_cli_parses_the_new_commands():
     p = build_parser()
     a = p.parse_args(["study", "--configs", "baseline,dropout", "--jobs", "2", "--epochs", "3", "--dataset", "embedded"])
-    assert (a.configs, a.jobs, a.epochs, a.k, a.out, a.seeds, a.executor) == ("baseline,dropout", 2, 3, 1000, "study", 3, "local")
+    assert (a.configs, a.jobs, a.epochs, a.k, a.out, a.seeds, a.executor) == ("baseline,dropout", 2, 3, 200, "study", 3, "local")
     a = p.parse_args(["evaluate", "runs/x", "--k", "5000"])
     assert a.k == 5000 and a.precision == "fp32"
     assert p.parse_args(["classifier", "train"]).action == "train"

@@ -44,15 +44,16 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     return 0 if clf.test_accuracy >= MIN_ACCURACY else 1
 
 
-def eval_options(p: argparse.ArgumentParser, precision: str, precision_help: str) -> None:
+def eval_options(p: argparse.ArgumentParser, defaults: EvalConfig, precision_help: str) -> None:
+    """The evaluation options, with ``defaults`` (``evaluate``'s, or the study's) as their defaults."""
     p.add_argument(
-        "--k", type=int, default=DEFAULTS.k, help="importance samples per test image for the NLL (5000 = the published protocol)"
+        "--k", type=int, default=defaults.k, help="importance samples per test image for the NLL (5000 = the published protocol)"
     )
     p.add_argument(
         "--chunk", type=int, default=DEFAULTS.chunk, help="latent codes decoded at once in the NLL (bounds memory; small is fast on CPU)"
     )
     p.add_argument("--samples", type=int, default=DEFAULTS.n_samples, help="generated samples judged by the digit classifier")
-    p.add_argument("--precision", choices=EVAL_PRECISIONS, default=precision, help=precision_help)
+    p.add_argument("--precision", choices=EVAL_PRECISIONS, default=defaults.precision, help=precision_help)
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for the importance samples and the generated samples")
 
 
@@ -66,7 +67,7 @@ def add_commands(add: Adder) -> None:
         log_stream="stderr",
     )
     p.add_argument("run", metavar="RUN", help="a run folder")
-    eval_options(p, DEFAULTS.precision, "decoder precision for the NLL (bf16: faster where native, ~0.01 nat off; auto: bf16 where native)")
+    eval_options(p, DEFAULTS, "decoder precision for the NLL (bf16: faster where native, ~0.01 nat off; auto: bf16 where native)")
     add_threads_option(p)
     p.add_argument(
         "--device", default="auto", help="where the model and the NLL run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"

@@ -70,9 +70,7 @@ def add_commands(add: Adder) -> None:
     )
     p.add_argument("--seeds", type=int, default=3, help="training seeds per configuration (0..N-1); findings are paired by seed")
     p.add_argument("--epochs", type=int, help=f"epochs per configuration (default: {STUDY_EPOCHS})")
-    eval_options(
-        p, STUDY_EVAL.precision, "decoder precision for the NLL (auto: bf16 where the hardware computes it natively, fp32 elsewhere)"
-    )
+    eval_options(p, STUDY_EVAL, "decoder precision for the NLL (auto: bf16 where the hardware computes it natively, fp32 elsewhere)")
     add_dataset_options(p, default="auto")
     p.add_argument("--binarize", choices=BINARIZE_MODES, help=f"pixel binarization (default: {STUDY_BINARIZE})")
     p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel on this machine (cores are split between them)")
