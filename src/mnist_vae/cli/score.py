@@ -45,7 +45,7 @@ def recon_dir_for(args: argparse.Namespace) -> Path | None:
 
 def cmd_score(args: argparse.Namespace) -> int:
     """Score FILES with a run's model or a shipped one; one line per image, errors one line per file."""
-    from ..evaluation.score import check_out_path, conversion_text, score_files, write_results
+    from ..evaluation.score import ELBO_SAMPLES, check_out_path, conversion_text, score_files, write_results
     from ..runs.folder import Run, open_run
 
     files = split_inputs(args)
@@ -61,7 +61,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     source = f"pretrained {args.pretrained}" if args.pretrained else str(run.path)
     recon_dir = recon_dir_for(args)
     print(f"model: {run.config.name} ({source}, epoch {run.epoch})")
-    print(f"-ELBO: one z ~ q(z|x), seed {args.seed}; NLL: importance-weighted, K={args.k}, seed {args.seed}; nats per image")
+    print(
+        f"-ELBO: mean over {ELBO_SAMPLES} z ~ q(z|x), seed {args.seed}; NLL: importance-weighted, K={args.k}, seed {args.seed}; nats per image"
+    )
     print(conversion_text(args.fit, args.invert))
     width = min(48, max([len("file"), *(len(f) + 6 for f in files)]))
     print(f"{'file':<{width}} {'-ELBO':>9} {'NLL':>9}  reconstruction")
@@ -95,7 +97,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.out:
         about = {
             "model": {"config": run.config.name, "source": source, "epoch": run.epoch},
-            "settings": {"k": args.k, "seed": args.seed, "chunk": args.chunk, "fit": args.fit, "invert": args.invert},
+            "settings": {
+                "k": args.k,
+                "elbo_samples": ELBO_SAMPLES,
+                "seed": args.seed,
+                "chunk": args.chunk,
+                "fit": args.fit,
+                "invert": args.invert,
+            },
             "conversion": conversion_text(args.fit, args.invert),
             "units": "nats per image",
         }

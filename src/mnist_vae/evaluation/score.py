@@ -6,7 +6,9 @@ are already model input. Images are converted the way the explorer's drawing pad
 drawing (``serve/web/app.js``, ``padToInput``), so a photo of a digit looks like an MNIST digit:
 
 1. grey (ITU-R 601 luma); transparent pixels count as white paper;
-2. light ink on a dark ground, like MNIST: inverted when the border is light (``invert="auto"``);
+2. light ink on a dark ground, like MNIST: inverted when the border is light (``invert="auto"``),
+   then the border's grey level (its median) is set to black, levels rescaled so 255 stays 255
+   (a clean light-on-black image, such as an MNIST digit, is unchanged);
 3. ``fit="canvas"``: cropped to the ink (pixels above 20/255), scaled so its longer side is 20
    of the 28 pixels (on a 280-pixel canvas, as the pad), centred, shifted so its centre of mass
    is at the centre, then averaged over 10x10 cells to 28x28 (rounded to 1/1000, as the page);
@@ -14,7 +16,7 @@ drawing (``serve/web/app.js``, ``padToInput``), so a photo of a digit looks like
 
 Each score depends only on the image, the model, K and the seed (every image gets a fresh
 generator seeded ``seed``), not on which other images are scored with it. The numbers come from
-the package's own estimators: :func:`mnist_vae.losses.elbo` (one z ~ q(z|x)) and
+the package's own estimators: :func:`mnist_vae.losses.elbo` (the mean over 100 z ~ q(z|x)) and
 :func:`mnist_vae.evaluation.likelihood.importance_nll`.
 """
 
@@ -47,6 +49,8 @@ CELL = 10
 CANVAS = IMAGE_SIZE * CELL
 BOX = 20
 INK = 20
+#: Draws of z ~ q(z|x) the −ELBO of one image is averaged over.
+ELBO_SAMPLES = 100
 #: Reconstruction PNGs: the model input and its reconstruction side by side, this many times larger.
 RECON_SCALE = 4
 NPY_MAGIC = b"\x93NUMPY"
@@ -66,7 +70,10 @@ def conversion_text(fit: str = "canvas", invert: str = "auto") -> str:
         if fit == "canvas"
         else "resized to 28x28 as a whole"
     )
-    return f"images: grey (transparent = white), {how}, {fitted}; .npy arrays: used as they are (uint8 / 255, or floats in [0, 1])"
+    return (
+        f"images: grey (transparent = white), {how}, the border's grey set to black, {fitted}; "
+        ".npy arrays: used as they are (uint8 / 255, or floats in [0, 1])"
+    )
 
 
 @dataclass
@@ -100,12 +107,12 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
 
 
-def _border_is_light(grey: np.ndarray) -> bool:
-    """True when the median of the outer 5% frame (at least one pixel wide) is above mid-grey."""
+def _border_level(grey: np.ndarray) -> float:
+    """The median grey (0..255) of the outer 5% frame, at least one pixel wide: the paper's or the ground's level."""
     h, w = grey.shape
     b = max(1, round(0.05 * min(h, w)))
     frame = np.concatenate([grey[:b].ravel(), grey[-b:].ravel(), grey[:, :b].ravel(), grey[:, -b:].ravel()])
-    return bool(np.median(frame) > 127.5)
+    return float(np.median(frame))
 
 
 def image_to_input(img: Any, fit: str = "canvas", invert: str = "auto") -> tuple[np.ndarray, bool]:
@@ -121,12 +128,15 @@ def image_to_input(img: Any, fit: str = "canvas", invert: str = "auto") -> tuple
         rgba = img.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(paper, rgba)
-    grey = img.convert("L")
-    arr = np.asarray(grey, dtype=np.uint8)
-    inverted = invert == "yes" or (invert == "auto" and _border_is_light(arr))
+    arr = np.asarray(img.convert("L"), dtype=np.float64)
+    inverted = invert == "yes" or (invert == "auto" and _border_level(arr) > 127.5)
     if inverted:
-        grey = Image.fromarray(255 - arr)
         arr = 255 - arr
+    ground = min(_border_level(arr), 254.0)  # set to black, 255 stays 255: a clean light-on-black image is unchanged
+    if ground > 0:
+        arr = np.clip((arr - ground) * 255 / (255 - ground), 0, 255)
+    grey = Image.fromarray(np.round(arr).astype(np.uint8))
+    arr = np.asarray(grey)
     if fit == "resize":
         out = np.asarray(grey.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
         return out, inverted
@@ -154,7 +164,7 @@ def image_to_input(img: Any, fit: str = "canvas", invert: str = "auto") -> tuple
     return (np.round(cells * 1000) / 1000).astype(np.float32), inverted
 
 
-def _array_inputs(path: Path, fit_label: str = "npy") -> list[ScoreInput]:
+def _array_inputs(path: Path) -> list[ScoreInput]:
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -165,15 +175,17 @@ def _array_inputs(path: Path, fit_label: str = "npy") -> list[ScoreInput]:
         images = arr.astype(np.float32) / 255.0
     elif np.issubdtype(arr.dtype, np.floating):
         images = arr.astype(np.float32)
-        if not np.isfinite(images).all() or images.min(initial=0.0) < 0 or images.max(initial=0.0) > 1:
-            raise DataError(f"{path}: float pixels must be finite and in [0, 1] (got {np.nanmin(arr):g}..{np.nanmax(arr):g})")
+        if not np.isfinite(images).all():
+            raise DataError(f"{path}: float pixels must be finite and in [0, 1] (found NaN or infinity)")
+        if images.size and (images.min() < 0 or images.max() > 1):
+            raise DataError(f"{path}: float pixels must be finite and in [0, 1] (got {images.min():g}..{images.max():g})")
     else:
         raise DataError(f"{path}: expected uint8 pixels (0..255) or floats in [0, 1], got {arr.dtype}")
     if arr.ndim == 2:
-        return [ScoreInput(str(path), None, torch.from_numpy(images.copy()), fit_label)]
+        return [ScoreInput(str(path), None, torch.from_numpy(images.copy()), "npy")]
     if len(arr) == 0:
         raise DataError(f"{path}: the array holds no images (shape {list(arr.shape)})")
-    return [ScoreInput(str(path), i, torch.from_numpy(images[i].copy()), fit_label) for i in range(len(arr))]
+    return [ScoreInput(str(path), i, torch.from_numpy(images[i].copy()), "npy") for i in range(len(arr))]
 
 
 def load_inputs(path: str | Path, fit: str = "canvas", invert: str = "auto") -> list[ScoreInput]:
@@ -215,13 +227,14 @@ def load_inputs(path: str | Path, fit: str = "canvas", invert: str = "auto") -> 
 def score_image(model: VAE, image: torch.Tensor, k: int = EvalConfig.k, seed: int = 0, chunk: int = EvalConfig.chunk) -> dict[str, float]:
     """−ELBO (its reconstruction and KL terms) and the importance-weighted NLL of one [28, 28] image, in nats.
 
-    The −ELBO is :func:`~mnist_vae.losses.elbo` with one z ~ q(z|x) drawn from a generator seeded
-    ``seed``; the NLL is :func:`~mnist_vae.evaluation.likelihood.importance_nll` with ``k``
-    importance samples and the same seed.
+    The −ELBO is :func:`~mnist_vae.losses.elbo` over :data:`ELBO_SAMPLES` copies of the image, i.e. its
+    mean over that many z ~ q(z|x) drawn from a generator seeded ``seed`` (one draw alone would
+    scatter by several nats); the NLL is :func:`~mnist_vae.evaluation.likelihood.importance_nll`
+    with ``k`` importance samples and the same seed.
     """
     device = next(model.parameters()).device
     x = image.reshape(1, IMAGE_SIZE, IMAGE_SIZE).float().to(device)
-    e = elbo(model, x, generator=torch.Generator(device=device).manual_seed(seed))
+    e = elbo(model, x.expand(ELBO_SAMPLES, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator(device=device).manual_seed(seed))
     n = importance_nll(model, x, k=k, chunk=chunk, seed=seed)
     return {"neg_elbo": e["loss"], "recon": e["recon"], "kl": e["kl"], "nll": n["nll"]}
 
