@@ -98,12 +98,12 @@ def main() -> None:
             }
             report["models"][name] = entry
             print(
-                f"{name}: AUROC of the NLL {entry['auroc_nll']:.4f} (of the -ELBO {entry['auroc_neg_elbo']:.4f}); "
+                f"{name}: AUROC of the NLL {entry['auroc_nll']:.6f} (of the -ELBO {entry['auroc_neg_elbo']:.6f}); "
                 f"NLL mean / median: digits {entry['nll_digits']['mean']:.1f} / {entry['nll_digits']['median']:.1f}, "
                 f"clothes {entry['nll_clothes']['mean']:.1f} / {entry['nll_clothes']['median']:.1f} nats; "
                 f"{len(result.rows)} images in {seconds:.0f} s"
             )
-            print("  per clothing class: " + ", ".join(f"{k} {v:.3f}" for k, v in per_class.items()))
+            print("  per clothing class: " + ", ".join(f"{k} {v:.4f}" for k, v in per_class.items()))
     if args.out:
         atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
         print(f"wrote {args.out}")

@@ -151,3 +151,17 @@ def test_the_build_script_writes_a_manifest_whose_values_load_checks(tmp_path):
     run = open_pretrained("mlp-vae", directory=out)
     assert measure_test_elbo(run.model, run.config, 1)["loss"] == pytest.approx(entry["test_elbo"]["loss"], abs=ELBO_TOL)
     assert entry["test_elbo"]["loss"] == pytest.approx(entry["recorded_test_loss"], abs=ELBO_TOL)
+
+
+def test_the_documented_example_runs():
+    import re
+
+    blocks = [
+        b
+        for b in re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "api.md").read_text(encoding="utf-8"), flags=re.S)
+        if "load_pretrained" in b
+    ]
+    assert blocks
+    scope: dict = {}
+    exec(blocks[0], scope)
+    assert tuple(scope["digits"].shape) == (8, 28, 28) and scope["vae"].config.name == "lstm-plus"
