@@ -7,7 +7,7 @@ The AUROC is the probability that a random piece of clothing gets a higher NLL t
 (ties count half; Mann-Whitney). Fashion-MNIST comes from ``apt-get install dataset-fashion-mnist``
 (or ``--fashion DIR``).
 
-    python scripts/ood_auroc.py --models lstm-plus,mlp-vae --n 500 --k 100
+    python experiments/ood_auroc.py --models lstm-plus,mlp-vae --n 500 --k 100
 """
 
 from __future__ import annotations
