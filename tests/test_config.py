@@ -7,10 +7,10 @@ from mnist_vae.presets import get_config, list_configs
 SEVEN = ["baseline", "deeper-decoder", "dropout", "optimized", "fast-lr", "dense-encoder", "original"]
 
 
-def test_the_seven_configurations_are_listed_in_order_then_the_reference_and_beyond():
+def test_the_seven_configurations_are_listed_in_order_then_the_reference_the_control_and_beyond():
     assert list_configs("write-up") == SEVEN
-    assert list_configs("reference") == ["mlp-vae"] and list_configs("beyond") == ["lstm-plus"]
-    assert list_configs() == [*SEVEN, "mlp-vae", "lstm-plus"]
+    assert list_configs("reference") == ["mlp-vae"] and list_configs("control") == ["no-kl"] and list_configs("beyond") == ["lstm-plus"]
+    assert list_configs() == [*SEVEN, "mlp-vae", "no-kl", "lstm-plus"]
 
 
 def test_mlp_vae_is_the_pytorch_examples_model():

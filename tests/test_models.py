@@ -92,3 +92,65 @@ def test_cpu_dropout_keeps_units_with_probability_one_minus_p_and_rescales(p):
     y.sum().backward()  # the gradient flows through the kept units only, scaled like the values
     torch.testing.assert_close(x.grad, y.detach())
     assert torch.equal(layer.eval()(x), x)
+
+
+# Built-in models through the model registry stay bitwise what they were before it. Made with the
+# code of commit 78a8714 (before models/registry.py), per preset: torch.manual_seed(0); VAE(cfg.model);
+# the sha256 (first 16 hex digits) over every state_dict entry in order (its name, str(tuple(shape)),
+# str(dtype), then the tensor's bytes); torch.rand(1).item() right after (the RNG consumed at init);
+# then in eval mode, x = torch.rand(3, 28, 28) and eps = torch.randn(3, latent_dim) from a generator
+# seeded 1, and the float64 sums of logits, mu and logvar of model(x, eps).
+BEFORE_REGISTRY = {
+    "baseline": ("46b413cff8389229", 0.4666748642921448, -199.1564024090767, -0.23300907760858536, 0.5029859803617001),
+    "deeper-decoder": ("eb4b6b35c3dac91d", 0.6428105235099792, 548.8158409893513, -0.23300907760858536, 0.5029859803617001),
+    "dropout": ("3bc92893564641be", 0.4666748642921448, -199.1564024090767, -0.23300907760858536, 0.5029859803617001),
+    "optimized": ("64a6f7ca25204f98", 0.057245850563049316, 1011.6396692693233, -0.23300907760858536, 0.5029859803617001),
+    "fast-lr": ("46b413cff8389229", 0.4666748642921448, -199.1564024090767, -0.23300907760858536, 0.5029859803617001),
+    "dense-encoder": ("b459405ec4eb5bab", 0.054198622703552246, -584.9899292588234, 0.4436501171439886, -0.22370988549664617),
+    "original": ("470adf5746926da4", 0.38104093074798584, -0.038308252886054106, 4.611895451322198, 1.0069172974908724),
+    "mlp-vae": ("de144e59b59baad5", 0.667754590511322, 20.620199041906744, -2.1158859077841043, 0.6198982344940305),
+    "no-kl": ("64a6f7ca25204f98", 0.057245850563049316, 1011.6396692693233, -0.23300907760858536, 0.5029859803617001),
+    "lstm-plus": ("a44b3dffbf55cdb1", 0.8746432662010193, 403.9142376445234, -0.42110150633379817, 0.7447909398470074),
+}
+
+
+def _digest(state: dict) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in state.items():
+        h.update(k.encode())
+        h.update(str(tuple(v.shape)).encode())
+        h.update(str(v.dtype).encode())
+        h.update(v.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", list(BEFORE_REGISTRY))
+def test_built_in_models_are_bitwise_what_they_were_before_the_registry(name):
+    digest, next_draw, logits_sum, mu_sum, logvar_sum = BEFORE_REGISTRY[name]
+    cfg = get_config(name).model
+    torch.manual_seed(0)
+    model = VAE(cfg)
+    assert torch.rand(1).item() == next_draw  # the same random draws at init, no more, no fewer
+    assert _digest(model.state_dict()) == digest  # the same parameter names, order, shapes and values
+    g = torch.Generator().manual_seed(1)
+    x, eps = torch.rand(3, 28, 28, generator=g), torch.randn(3, cfg.latent_dim, generator=g)
+    with torch.no_grad():
+        logits, mu, logvar = model.eval()(x, eps)
+    # (sums over a few hundred floats: equal up to the CPU's summation order)
+    assert logits.double().sum().item() == pytest.approx(logits_sum, rel=1e-6, abs=1e-6)
+    assert mu.double().sum().item() == pytest.approx(mu_sum, rel=1e-6, abs=1e-6)
+    assert logvar.double().sum().item() == pytest.approx(logvar_sum, rel=1e-6, abs=1e-6)
+
+
+def test_built_in_kinds_are_registered_and_pass_the_plugin_contract():
+    from mnist_vae.models import registry
+
+    assert registry.encoder_kinds()[:2] == ["lstm", "mlp"] and registry.decoder_kinds()[0] == "conv"
+    for name in ("optimized", "mlp-vae", "original"):
+        cfg = get_config(name).model
+        model = VAE(cfg)
+        registry.check_contract(registry.get_plugin("encoder", cfg.encoder), model.encoder, cfg)
+        registry.check_contract(registry.get_plugin("decoder", cfg.decoder), model.decoder, cfg)
+        assert registry.plugin_records(cfg) == {}  # built-in kinds are not recorded as plugins

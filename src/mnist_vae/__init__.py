@@ -5,7 +5,7 @@ from .runtime.share import prepare_environment as _prepare_environment
 
 _prepare_environment()  # before anything imports torch: libgomp reads its spin count once, as it loads
 
-__all__ = ["__version__", "load_run", "load_pretrained", "TrainedVAE"]
+__all__ = ["__version__", "load_run", "load_pretrained", "TrainedVAE", "register_encoder", "register_decoder"]
 
 
 def __getattr__(name: str):
@@ -14,4 +14,8 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name in ("register_encoder", "register_decoder"):  # plugins: docs/plugins.md
+        from .models import registry
+
+        return getattr(registry, name)
     raise AttributeError(f"module 'mnist_vae' has no attribute {name!r}")

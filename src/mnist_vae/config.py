@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -26,7 +28,6 @@ else:  # pragma: no cover
 IMAGE_SIZE = 28
 
 # The choice types; every list of valid names (validation, the CLI's choices) is derived from these.
-EncoderKind = Literal["lstm", "mlp"]
 Readout = Literal["last", "all", "mean", "attention"]
 Head = Literal["conv", "dense"]
 DropoutPlace = Literal["every-hidden", "between-convs"]
@@ -36,7 +37,11 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DatasetName = Literal["auto", "embedded", "mnist", "fashion-mnist"]
 EvalPrecision = Literal["auto", "fp32", "bf16"]
 
-ENCODERS: tuple[str, ...] = get_args(EncoderKind)
+#: The built-in encoder and decoder kinds. Plugins add others (models/registry.py, docs/plugins.md).
+ENCODERS: tuple[str, ...] = ("lstm", "mlp")
+DECODERS: tuple[str, ...] = ("conv",)
+#: The entry-point group through which installed packages provide encoder and decoder kinds.
+PLUGIN_GROUP = "mnist_vae.models"
 READOUTS: tuple[str, ...] = get_args(Readout)
 HEADS: tuple[str, ...] = get_args(Head)
 DROPOUT_PLACES: tuple[str, ...] = get_args(DropoutPlace)
@@ -45,6 +50,99 @@ LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
 EVAL_PRECISIONS: tuple[str, ...] = get_args(EvalPrecision)
+
+
+class Options(Mapping[str, Any]):
+    """A plugin's options as the config gives them (``[model.encoder_options]``): a read-only, hashable table.
+
+    Values are TOML values: booleans, numbers, strings, lists (kept as tuples) and tables (kept as
+    :class:`Options`). The plugin checks the names and types when the model is built
+    (models/registry.py); only the options given are stored, not the plugin's defaults.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None, name: str = "options") -> None:
+        if data is not None and not isinstance(data, Mapping):
+            raise ConfigError(f"{name}: expected a table of options, got {type(data).__name__}")
+        self._data: dict[str, Any] = {}
+        for key, value in (data or {}).items():
+            if not isinstance(key, str) or not key:
+                raise ConfigError(f"{name}: option names must be non-empty strings, got {key!r}")
+            self._data[key] = _freeze(value, f"{name}.{key}")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"Options({self._data!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Options, (self._data,)
+
+    def to_plain(self) -> dict[str, Any]:
+        """A plain dict (lists for tuples, dicts for tables), as JSON and TOML write it."""
+        return json.loads(json.dumps(self._data, default=_plain))
+
+
+def _freeze(value: Any, name: str) -> Any:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v, f"{name}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, Mapping):
+        return Options(value, name)
+    raise ConfigError(f"{name}: {value!r} is not a TOML value (a boolean, number, string, list or table)")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Options):
+        return dict(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+#: The check of an encoder or decoder kind and its options: ``models/registry.py`` installs its own
+#: as it is imported (it sits above this module, which cannot import it), so kinds registered from
+#: Python and installed plugins count, and a plugin's options are checked against its declaration.
+#: Until then no kind can have been registered from Python: the built-in kinds and the names of
+#: installed plugins' entry points are the valid ones, and the options are checked when the model is built.
+_kind_check: Callable[[str, str, Options], None] | None = None
+
+
+def install_kind_check(check: Callable[[str, str, Options], None] | None) -> None:
+    """Make ``check(role, kind, options)`` the validation of ``encoder`` / ``decoder`` (the model registry calls this)."""
+    global _kind_check
+    _kind_check = check
+
+
+def _check_kind(role: str, kind: Any, options: Options) -> None:
+    if not isinstance(kind, str):
+        raise ConfigError(f"{role}: expected the name of a kind, got {kind!r}")
+    if _kind_check is not None:
+        _kind_check(role, kind, options)
+        return
+    builtin = ENCODERS if role == "encoder" else DECODERS
+    if kind in builtin:
+        if options:
+            raise ConfigError(f"{role}_options: unknown option(s) {', '.join(options)}; the built-in {role} {kind!r} takes none")
+        return
+    try:
+        from importlib.metadata import entry_points
+
+        installed = sorted({ep.name for ep in entry_points(group=PLUGIN_GROUP)})
+    except Exception:  # pragma: no cover - broken metadata of some other package
+        installed = []
+    if kind not in installed:
+        raise ConfigError(f"{role}: {kind!r} is not one of {', '.join([*builtin, *(k for k in installed if k not in builtin)])}")
 
 
 @dataclass(frozen=True)
@@ -56,16 +154,19 @@ class ModelConfig:
     hidden state (``last``; both directions' when bidirectional), all 28 outputs flattened (``all``),
     their mean (``mean``) or a learned softmax-weighted sum (``attention``). ``mlp`` flattens the
     image instead. ``layernorm`` normalises the readout (or the flat image); ``encoder_hidden`` are
-    dense layers between it and the μ / log σ² heads.
+    dense layers between it and the μ / log σ² heads. Any other ``encoder`` is a plugin's kind
+    (docs/plugins.md), configured by its own ``encoder_options``.
 
     Decoder: ``decoder_dense`` dense layers, the last of which must have C·H·W units of
     ``decoder_reshape``; then transposed convolutions ``decoder_convs`` as (out_channels, stride),
     kernel 3, "same" padding (output side = input side · stride). With ``head="conv"`` the last
     convolution must output one channel of 28×28 logits; with ``head="dense"`` its output is
-    flattened into a dense layer to 784 logits (the published code).
+    flattened into a dense layer to 784 logits (the published code). That is the ``conv`` decoder;
+    any other ``decoder`` is a plugin's kind, configured by its own ``decoder_options``.
     """
 
-    encoder: EncoderKind = "lstm"
+    encoder: str = "lstm"
+    encoder_options: Options = field(default_factory=Options)
     lstm_hidden: int = 64
     lstm_layers: int = 1
     bidirectional: bool = False
@@ -74,6 +175,8 @@ class ModelConfig:
     encoder_hidden: tuple[int, ...] = ()
     latent_dim: int = 16
     relu_on_mu: bool = False
+    decoder: str = "conv"
+    decoder_options: Options = field(default_factory=Options)
     decoder_dense: tuple[int, ...] = (256, 7 * 7 * 32)
     decoder_reshape: tuple[int, int, int] = (32, 7, 7)
     decoder_convs: tuple[tuple[int, int], ...] = ((32, 2), (16, 2), (1, 1))
@@ -83,7 +186,11 @@ class ModelConfig:
     kernel_size: int = 3
 
     def __post_init__(self) -> None:
-        _check_choice("encoder", self.encoder, ENCODERS)
+        for role in ("encoder", "decoder"):
+            options = getattr(self, f"{role}_options")
+            if not isinstance(options, Options):  # a plain dict from cfg.replace(encoder_options={...})
+                object.__setattr__(self, f"{role}_options", Options(options, f"{role}_options"))
+            _check_kind(role, getattr(self, role), getattr(self, f"{role}_options"))
         _check_choice("readout", self.readout, READOUTS)
         _check_choice("head", self.head, HEADS)
         _check_choice("dropout_where", self.dropout_where, DROPOUT_PLACES)
@@ -217,8 +324,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON/TOML-ready dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """Plain, JSON/TOML-ready dict (tuples become lists, options plain dicts)."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=_plain))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
@@ -271,6 +378,16 @@ class RunConfig:
             if "=" not in item:
                 raise ConfigError(f"--set {item!r}: expected key=value, e.g. latent_dim=2")
             key, raw = (s.strip() for s in item.split("=", 1))
+            try:
+                value = tomllib.loads(f"v = {raw}")["v"]
+            except tomllib.TOMLDecodeError:
+                value = raw  # a bare word such as `binarize=dynamic`
+            option = _OPTION_KEY.fullmatch(key)
+            if option:  # encoder_options.hidden=64: one option of a plugin
+                table = dict(d["model"].get(option.group(1)) or {})
+                table[option.group(2)] = value
+                d["model"][option.group(1)] = table
+                continue
             section, _, name = key.rpartition(".")
             if section and section not in ("model", "train"):
                 raise ConfigError(f"--set {key}: unknown section {section!r}; use model.<field> or train.<field>")
@@ -282,12 +399,12 @@ class RunConfig:
             if name not in _field_names(ModelConfig if section == "model" else TrainConfig):
                 valid = sorted(_field_names(ModelConfig) | _field_names(TrainConfig))
                 raise ConfigError(f"--set {key}: unknown field {name!r}; valid fields: {', '.join(valid)}")
-            try:
-                value = tomllib.loads(f"v = {raw}")["v"]
-            except tomllib.TOMLDecodeError:
-                value = raw  # a bare word such as `binarize=dynamic`
             d[section][name] = value
         return RunConfig.from_dict(d, source="--set")
+
+
+#: ``encoder_options.NAME`` or ``model.decoder_options.NAME`` in ``--set`` and study variants.
+_OPTION_KEY = re.compile(r"(?:model\.)?((?:en|de)coder_options)\.([\w-]+)")
 
 
 def load_toml(path: str | Path) -> RunConfig:
@@ -372,6 +489,10 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
         if not isinstance(value, str):
             raise bad
         return value
+    if hint is Options:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{source}: {name} = {value!r} is not a table of options (e.g. {name} = {{ hidden = 64 }})")
+        return Options(value, name)
     raise bad  # pragma: no cover - every field type is handled above
 
 
@@ -391,4 +512,10 @@ def _toml_value(v: Any) -> str:
         return json.dumps(v)  # JSON string escapes are valid TOML basic strings
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table: options
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)

@@ -41,7 +41,7 @@ def compare(name: str, rounds: int) -> dict[str, float]:
     torch.manual_seed(0)
     cfg = get_config(name)
     model = VAE(cfg.model).train()
-    model.decoder.channels_last = True
+    model.channels_last = True
     take_step = TrainStep(model, model, cfg.train, torch.device("cpu"), total_steps=1)  # the preset: fp32, fused Adam
     x = torch.rand(100, 28, 28)
 

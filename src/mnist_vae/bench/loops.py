@@ -53,7 +53,7 @@ class ReferenceLoop:
         self.device = torch.device(device)
         self.model = VAE(cfg.model).to(self.device)
         # The same model-level speed options as the product, so the ratio measures the loop alone.
-        self.model.decoder.channels_last = cfg.train.channels_last
+        self.model.channels_last = cfg.train.channels_last
         self.autocast = autocast_for(cfg.train.precision, self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr, fused=fused_adam)
         self.b, self.x = cfg.train.batch_size, train_x.to(self.device)

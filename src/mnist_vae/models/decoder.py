@@ -1,4 +1,7 @@
-"""Decoder p(x|z): dense layers, a reshape, transposed convolutions, 28x28 Bernoulli logits."""
+"""The built-in decoder p(x|z) (``decoder = "conv"``): dense layers, a reshape, transposed convolutions, 28x28 Bernoulli logits.
+
+It registers through the model registry (models/registry.py), as a plugin's decoder does.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from torch import nn
 
 from ..config import IMAGE_SIZE, ModelConfig
 from .convt import conv_transpose_same
+from .registry import register_builtin
 
 
 class Dropout(nn.Dropout):
@@ -72,3 +76,6 @@ class Decoder(nn.Module):
             h = h.contiguous(memory_format=torch.channels_last)
         h = self.head(self.convs(h))
         return h.reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)  # [B, 1, 28, 28] logits (batch left symbolic for export)
+
+
+register_builtin("decoder", "conv", lambda cfg, options: Decoder(cfg))

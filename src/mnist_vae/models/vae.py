@@ -14,26 +14,41 @@ from torch import nn
 
 from ..config import IMAGE_SIZE, ModelConfig
 from .decoder import Decoder
-from .encoder import Encoder
+from .encoder import Encoder  # noqa: F401  (registers the built-in encoders)
+from .registry import build_decoder, build_encoder
 
 
 class VAE(nn.Module):
-    """q(z|x) = N(μ(x), diag σ²(x)), p(z) = N(0, I), p(x|z) = Bernoulli(sigmoid(decoder(z)))."""
+    """q(z|x) = N(μ(x), diag σ²(x)), p(z) = N(0, I), p(x|z) = Bernoulli(sigmoid(decoder(z))).
+
+    The encoder and decoder are the kinds ``cfg.encoder`` and ``cfg.decoder`` name: built in
+    (``lstm`` / ``mlp``, ``conv``) or a plugin's (models/registry.py, docs/plugins.md).
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(cfg)
-        self.decoder = Decoder(cfg)
+        self.encoder = build_encoder(cfg)
+        self.decoder = build_decoder(cfg)
 
     @property
     def device(self) -> torch.device:
         """Where the weights live."""
         return next(self.parameters()).device
 
+    @property
+    def channels_last(self) -> bool:
+        """Whether the built-in decoder runs its convolutions channels-last (the same numbers, often faster on CPUs)."""
+        return bool(getattr(self.decoder, "channels_last", False))
+
+    @channels_last.setter
+    def channels_last(self, value: bool) -> None:
+        if isinstance(self.decoder, Decoder):  # a plugin's decoder keeps its own layout
+            self.decoder.channels_last = value
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, 28, 28] (or [B, 1, 28, 28], [B, 784]) in [0, 1] -> μ, log σ² [B, latent_dim]."""
-        return self.encoder(x)
+        return self.encoder(x.reshape(x.shape[0], IMAGE_SIZE, IMAGE_SIZE))  # every encoder is given [B, 28, 28]
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -99,7 +114,7 @@ class VAE(nn.Module):
         for module in fast.modules():
             if isinstance(module, nn.ReLU):
                 module.inplace = True  # inference only: no autograd needs the pre-activation
-        fast.decoder.channels_last = True  # activations too, not only the weights
+        fast.channels_last = True  # activations too, not only the weights
         return fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (missing from torch's stubs)
 
 

@@ -2,8 +2,8 @@
 
 A checkpoint is a folder ``RUN/checkpoints/E{epoch:04d}-S{step:05d}/`` holding
 
-- ``model.safetensors``: the weights, with the run config as JSON in its metadata, so a
-  checkpoint alone is enough to rebuild the model;
+- ``model.safetensors``: the weights, with the run config as JSON in its metadata (and the
+  plugins that built the model, if any), so a checkpoint alone is enough to rebuild the model;
 - ``trainer.pt``: optimizer state, RNG states, progress and metric history (loaded with
   ``weights_only=True``: tensors and plain containers only);
 - ``manifest.json``: format tag and the SHA-256 of the two files above, written last.
@@ -34,6 +34,7 @@ from ..config import RunConfig
 from ..errors import CheckpointError, WriteError
 from ..io import atomic_dir, atomic_write_text, read_safetensors, sha256_file
 from ..io.atomic import TEMP_DIR_PREFIX
+from ..models.registry import PluginError, plugin_records, require_plugins
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,11 @@ def save_checkpoint(run_dir: Path, config: RunConfig, model: torch.nn.Module, tr
     root = Path(run_dir) / "checkpoints"
     final = root / checkpoint_name(epoch, step)
     weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    blobs = {"model.safetensors": save_safetensors(weights, metadata={"format": FORMAT, "config": json.dumps(config.to_dict())})}
+    metadata = {"format": FORMAT, "config": json.dumps(config.to_dict())}
+    plugins = plugin_records(config.model)
+    if plugins:
+        metadata["plugins"] = json.dumps(plugins)
+    blobs = {"model.safetensors": save_safetensors(weights, metadata=metadata)}
     buf = io.BytesIO()
     torch.save(trainer, buf)
     blobs["trainer.pt"] = buf.getvalue()
@@ -164,7 +169,14 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], RunConfig]:
     if metadata.get("format") != FORMAT or "config" not in metadata:
         raise CheckpointError(f"{path}: not an mnist-vae checkpoint (no {FORMAT} metadata)")
     try:
+        plugins = json.loads(metadata.get("plugins") or "{}")
+    except ValueError:
+        plugins = {}  # damaged: the config below says what is missing
+    require_plugins(plugins, str(path))
+    try:
         config = RunConfig.from_dict(json.loads(metadata["config"]), source=f"{path} metadata")
+    except PluginError:  # a plugin that fails to load is no damage of the checkpoint
+        raise
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and ConfigError are ValueErrors
         raise CheckpointError(f"{path}: embedded config is invalid: {str(exc).splitlines()[0][:200]}") from None
     return weights, config

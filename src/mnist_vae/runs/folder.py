@@ -23,6 +23,7 @@ from ..config import RunConfig, load_toml
 from ..errors import CheckpointError, RunExistsError
 from ..io import atomic_dir, atomic_write_text, remove_stale_temps, write_failure
 from ..models import VAE
+from ..models.registry import plugin_records, require_plugins
 from .checkpoint import latest_checkpoint, load_model_weights
 
 if TYPE_CHECKING:
@@ -84,7 +85,8 @@ def prepare_resume(run_dir: Path) -> None:
 
 
 def run_meta(cfg: RunConfig, dataset: Dataset, parameters: int, threads: int, device: torch.device, processes: int = 1) -> dict[str, Any]:
-    """What ``meta.json`` records: data actually used, model size, versions, machine."""
+    """What ``meta.json`` records: data actually used, model size, versions, machine, and the plugins that built the model."""
+    plugins = plugin_records(cfg.model)
     return {
         "program": "mnist-vae",
         "version": __version__,
@@ -98,15 +100,21 @@ def run_meta(cfg: RunConfig, dataset: Dataset, parameters: int, threads: int, de
         "device": str(device),
         "threads": threads,
         "processes": processes,
+        **({"plugins": plugins} if plugins else {}),
     }
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
-    """The config a run was started with (``RUN/config.toml``)."""
+    """The config a run was started with (``RUN/config.toml``).
+
+    A plugin the run was built with that is not installed here raises a one-line
+    :class:`~mnist_vae.models.PluginError` saying what to install.
+    """
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"{run_dir}: run folder not found")
     if not (Path(run_dir) / RUN_MARKER).exists():
         raise CheckpointError(f"{run_dir}: no mnist-vae run here (missing {RUN_MARKER})")
+    require_plugins(read_meta(run_dir).get("plugins"), str(run_dir))
     return load_toml(Path(run_dir) / "config.toml")
 
 

@@ -49,7 +49,7 @@ def training_rate(cfg: RunConfig, steps: int = 4, warmup: int = 2) -> float:
     t = cfg.replace(precision=resolve_precision(cfg.train.precision, device)).train
     torch.manual_seed(0)
     model = VAE(cfg.model).to(device)
-    model.decoder.channels_last = t.channels_last
+    model.channels_last = t.channels_last
     step = TrainStep(model, model, t, device, total_steps=warmup + steps)
     x = torch.rand(t.batch_size, 28, 28, device=device)
     shape = (t.batch_size, cfg.model.latent_dim) if t.iwae_k == 1 else (t.iwae_k, t.batch_size, cfg.model.latent_dim)

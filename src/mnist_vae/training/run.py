@@ -117,7 +117,7 @@ def _train(
     if dist.local_rank == 0:
         barrier(dist)
     model = VAE(cfg.model).to(device)
-    model.decoder.channels_last = t.channels_last
+    model.channels_last = t.channels_last
     if dist.is_main:
         if resume:
             prepare_resume(run_dir)
