@@ -142,7 +142,7 @@ def _register(role: str, kind: str, build: Builder, options: OptionSpec, replace
         if old.builtin:
             raise PluginError(f"register_{role}({kind!r}): {kind!r} is a built-in {role} and cannot be replaced; choose another name")
         if old.build is not build and not replace:
-            raise PluginError(f"register_{role}({kind!r}): already registered by {old.source()}; pass replace=True to replace it")
+            raise PluginError(f"register_{role}({kind!r}): already registered ({old.source()}); pass replace=True to replace it")
     _state.plugins[(role, kind)] = plugin
 
 
@@ -405,7 +405,7 @@ def _is(t: Any, shape: tuple[int, ...]) -> bool:
 
 def _show(value: Any) -> str:
     if isinstance(value, torch.Tensor):
-        return f"a {str(value.dtype).removeprefix('torch.')} tensor [{', '.join(map(str, value.shape))}]"
+        return f"a tensor [{', '.join(map(str, value.shape))}] ({str(value.dtype).removeprefix('torch.')})"
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of {len(value)} (" + ", ".join(_show(v) for v in value[:4]) + ")"
     return f"a {type(value).__name__}"

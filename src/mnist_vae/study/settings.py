@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import EvalConfig, RunConfig
+from ..config import EvalConfig, RunConfig, load_toml
 from ..errors import ConfigError
 from ..presets import get_config
 
@@ -104,7 +104,7 @@ class StudySettings:
         return out
 
 
-_SPEC = re.compile(r"\s*([\w.-]+)\s*(?:\[(.*)\])?\s*")
+_SPEC = re.compile(r"\s*([\w./-]+)\s*(?:\[(.*)\])?\s*")  # NAME: a preset, or a path to a .toml file
 
 
 def parse_spec(spec: str) -> tuple[str, list[str]]:
@@ -116,9 +116,13 @@ def parse_spec(spec: str) -> tuple[str, list[str]]:
 
 
 def config_for(spec: str) -> RunConfig:
-    """A configuration by name, or ``NAME[key=value,...]``: a preset with fields changed (its name is the spec)."""
+    """A configuration by name, or ``NAME[key=value,...]``: a preset with fields changed (its name is the spec).
+
+    NAME may also be a TOML file (``path/to/my.toml``, as ``train --config`` takes it): a configuration
+    of one's own, e.g. one with a plugin's encoder (docs/plugins.md).
+    """
     name, changes = parse_spec(spec)
-    cfg = get_config(name)
+    cfg = load_toml(name) if name.endswith(".toml") else get_config(name)
     if changes:
         cfg = cfg.override(changes)
     return cfg.replace(name=spec.strip())
