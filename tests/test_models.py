@@ -154,3 +154,4 @@ def test_built_in_kinds_are_registered_and_pass_the_plugin_contract():
         registry.check_contract(registry.get_plugin("encoder", cfg.encoder), model.encoder, cfg)
         registry.check_contract(registry.get_plugin("decoder", cfg.decoder), model.decoder, cfg)
         assert registry.plugin_records(cfg) == {}  # built-in kinds are not recorded as plugins
+    assert VAE(get_config("mlp-vae").model).encoder.lstm is None  # as before the registry (tests/test_flops.py reads it)

@@ -36,6 +36,8 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.lstm: nn.LSTM | None = None  # the lstm encoder's; None for the mlp
+        self.attention: nn.Linear | None = None
         features = self._reader(cfg)
         self.norm = nn.LayerNorm(features) if cfg.layernorm else None
         self.hidden = _mlp([features, *cfg.encoder_hidden])
@@ -107,6 +109,7 @@ class LSTMEncoder(Encoder):
 
     def _lstm(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         global _cpu_bf16_lstm_unsupported
+        assert self.lstm is not None
         cpu_autocast = x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
         if cpu_autocast and _cpu_bf16_lstm_unsupported:
             with torch.autocast("cpu", enabled=False):
