@@ -365,3 +365,18 @@ def test_a_run_whose_plugin_is_gone_says_what_to_install(plugin_dir, tmp_path, s
         open_run(tmp_path / "flat")
     mnist_vae.register_encoder("flat", good_encoder, options={"width": 16})
     assert open_run(tmp_path / "flat").epoch == 1  # registered again: it opens
+
+
+def test_an_installed_plugin_that_fails_to_load_is_named_in_one_line(tmp_path, monkeypatch):
+    info = tmp_path / "mnist_vae_broken-0.0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mnist-vae-broken\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text("[mnist_vae.models]\nbroken = no_such_module_here:register\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError) as e:
+        ModelConfig(encoder="broken")
+    assert str(e.value) == (
+        "plugin 'broken' (mnist-vae-broken 0.0.1, entry point broken = no_such_module_here:register) failed to load: "
+        "ModuleNotFoundError: No module named 'no_such_module_here'"
+    )
+    assert "broken" not in registry.encoder_kinds()  # listing the kinds leaves it out (with a warning), and works

@@ -203,7 +203,7 @@ def _load(ep: metadata.EntryPoint) -> None:
         if failed:
             raise PluginError(failed)
         return
-    _state.loading = ep
+    previous, _state.loading = _state.loading, ep
     try:
         target = ep.load()
         if not isinstance(target, ModuleType):
@@ -215,7 +215,7 @@ def _load(ep: metadata.EntryPoint) -> None:
         _state.loaded[key] = why
         raise PluginError(why) from None
     finally:
-        _state.loading = None
+        _state.loading = previous
     _state.loaded[key] = None
 
 
