@@ -21,6 +21,7 @@ PACKAGE = Path(mnist_vae.__file__).parent
 LAYERS = {
     "errors": 0,
     "config": 0,
+    "fields": 0,
     "presets": 0,
     "losses": 0,
     "stats": 0,

@@ -13,12 +13,23 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args
 
 from .errors import ConfigError
+from .fields import (
+    Options,
+    build,
+    check_choice,
+    check_positive,
+    coerce,
+    field_names,
+    fmt_shape,
+    plain,
+    toml_value,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,64 +61,6 @@ LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
 EVAL_PRECISIONS: tuple[str, ...] = get_args(EvalPrecision)
-
-
-class Options(Mapping[str, Any]):
-    """A plugin's options as the config gives them (``[model.encoder_options]``): a read-only, hashable table.
-
-    Values are TOML values: booleans, numbers, strings, lists (kept as tuples) and tables (kept as
-    :class:`Options`). The plugin checks the names and types when the model is built
-    (models/registry.py); only the options given are stored, not the plugin's defaults.
-    """
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: Mapping[str, Any] | None = None, name: str = "options") -> None:
-        if data is not None and not isinstance(data, Mapping):
-            raise ConfigError(f"{name}: expected a table of options, got {type(data).__name__}")
-        self._data: dict[str, Any] = {}
-        for key, value in (data or {}).items():
-            if not isinstance(key, str) or not key:
-                raise ConfigError(f"{name}: option names must be non-empty strings, got {key!r}")
-            self._data[key] = _freeze(value, f"{name}.{key}")
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __hash__(self) -> int:
-        return hash(tuple(self._data.items()))
-
-    def __repr__(self) -> str:
-        return f"Options({self._data!r})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return Options, (self._data,)
-
-    def to_plain(self) -> dict[str, Any]:
-        """A plain dict (lists for tuples, dicts for tables), as JSON and TOML write it."""
-        return json.loads(json.dumps(self._data, default=_plain))
-
-
-def _freeze(value: Any, name: str) -> Any:
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v, f"{name}[{i}]") for i, v in enumerate(value))
-    if isinstance(value, Mapping):
-        return Options(value, name)
-    raise ConfigError(f"{name}: {value!r} is not a TOML value (a boolean, number, string, list or table)")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Options):
-        return dict(value)
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 #: The check of an encoder or decoder kind and its options: ``models/registry.py`` installs its own
@@ -191,32 +144,32 @@ class ModelConfig:
             if not isinstance(options, Options):  # a plain dict from cfg.replace(encoder_options={...})
                 object.__setattr__(self, f"{role}_options", Options(options, f"{role}_options"))
             _check_kind(role, getattr(self, role), getattr(self, f"{role}_options"))
-        _check_choice("readout", self.readout, READOUTS)
-        _check_choice("head", self.head, HEADS)
-        _check_choice("dropout_where", self.dropout_where, DROPOUT_PLACES)
-        _check_positive("lstm_hidden", self.lstm_hidden)
-        _check_positive("lstm_layers", self.lstm_layers)
+        check_choice("readout", self.readout, READOUTS)
+        check_choice("head", self.head, HEADS)
+        check_choice("dropout_where", self.dropout_where, DROPOUT_PLACES)
+        check_positive("lstm_hidden", self.lstm_hidden)
+        check_positive("lstm_layers", self.lstm_layers)
         if self.encoder != "lstm":
             lstm_only = {"lstm_layers": self.lstm_layers != 1, "bidirectional": self.bidirectional, "readout": self.readout != "last"}
             for name, changed in lstm_only.items():
                 if changed:
                     raise ConfigError(f"{name}: applies to the lstm encoder only, not encoder = {self.encoder!r}")
-        _check_positive("latent_dim", self.latent_dim)
+        check_positive("latent_dim", self.latent_dim)
         for i, width in enumerate(self.encoder_hidden):
-            _check_positive(f"encoder_hidden[{i}]", width)
+            check_positive(f"encoder_hidden[{i}]", width)
         if not self.decoder_dense:
             raise ConfigError("decoder_dense: needs at least one dense layer (the one that feeds the reshape)")
         for i, width in enumerate(self.decoder_dense):
-            _check_positive(f"decoder_dense[{i}]", width)
+            check_positive(f"decoder_dense[{i}]", width)
         if len(self.decoder_reshape) != 3:
             raise ConfigError(f"decoder_reshape: expected [channels, height, width], got {list(self.decoder_reshape)}")
         for i, v in enumerate(self.decoder_reshape):
-            _check_positive(f"decoder_reshape[{i}]", v)
+            check_positive(f"decoder_reshape[{i}]", v)
         for i, conv in enumerate(self.decoder_convs):
             if len(conv) != 2:
                 raise ConfigError(f"decoder_convs[{i}]: expected [out_channels, stride], got {list(conv)}")
-            _check_positive(f"decoder_convs[{i}] out_channels", conv[0])
-            _check_positive(f"decoder_convs[{i}] stride", conv[1])
+            check_positive(f"decoder_convs[{i}] out_channels", conv[0])
+            check_positive(f"decoder_convs[{i}] stride", conv[1])
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ConfigError(f"kernel_size: must be a positive odd number for 'same' padding, got {self.kernel_size}")
         if not (0.0 <= self.dropout < 1.0) or math.isnan(self.dropout):
@@ -229,7 +182,7 @@ class ModelConfig:
         shape = self.decoder_output_shape()
         if self.head == "conv" and shape != (1, IMAGE_SIZE, IMAGE_SIZE):
             raise ConfigError(
-                f"decoder_convs: the decoder reaches {_fmt_shape(shape)} but must end at 1x28x28 "
+                f"decoder_convs: the decoder reaches {fmt_shape(shape)} but must end at 1x28x28 "
                 f"(channels x height x width) when head='conv'"
             )
         if self.head == "dense" and not self.decoder_convs and shape[0] * shape[1] * shape[2] < 1:
@@ -268,9 +221,9 @@ class TrainConfig:
     device: str = "auto"  # CUDA, then MPS, then the CPU
 
     def __post_init__(self) -> None:
-        _check_positive("epochs", self.epochs)
-        _check_positive("batch_size", self.batch_size)
-        _check_positive("eval_batch_size", self.eval_batch_size)
+        check_positive("epochs", self.epochs)
+        check_positive("batch_size", self.batch_size)
+        check_positive("eval_batch_size", self.eval_batch_size)
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr: must be a positive number, got {self.lr}")
         if not (self.beta >= 0 and math.isfinite(self.beta)):
@@ -283,15 +236,15 @@ class TrainConfig:
                 raise ConfigError(f"{name}: must be a non-negative number, got {value}")
         if not (self.max_lr > 0 and math.isfinite(self.max_lr)):
             raise ConfigError(f"max_lr: must be a positive number, got {self.max_lr}")
-        _check_positive("iwae_k", self.iwae_k)
+        check_positive("iwae_k", self.iwae_k)
         if self.iwae_k > 1 and self.free_bits > 0:
             raise ConfigError(f"free_bits: applies to the ELBO (iwae_k = 1), not to the bound with iwae_k = {self.iwae_k}")
-        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if self.threads < 0:
             raise ConfigError(f"threads: must be >= 0 (0 = all cores), got {self.threads}")
-        _check_choice("binarize", self.binarize, BINARIZE_MODES)
-        _check_choice("precision", self.precision, PRECISIONS)
-        _check_choice("dataset", self.dataset, DATASET_NAMES)
+        check_choice("binarize", self.binarize, BINARIZE_MODES)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("dataset", self.dataset, DATASET_NAMES)
 
 
 @dataclass(frozen=True)
@@ -306,12 +259,12 @@ class EvalConfig:
     probe_steps: int = 100  # L-BFGS iterations of the latent probe
 
     def __post_init__(self) -> None:
-        _check_positive("k", self.k)
-        _check_positive("chunk", self.chunk)
-        _check_positive("probe_steps", self.probe_steps)
+        check_positive("k", self.k)
+        check_positive("chunk", self.chunk)
+        check_positive("probe_steps", self.probe_steps)
         if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 2:
             raise ConfigError(f"samples: must be an integer >= 2, got {self.n_samples!r}")
-        _check_choice("precision", self.precision, EVAL_PRECISIONS)
+        check_choice("precision", self.precision, EVAL_PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -325,7 +278,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON/TOML-ready dict (tuples become lists, options plain dicts)."""
-        return json.loads(json.dumps(dataclasses.asdict(self), default=_plain))
+        return json.loads(json.dumps(dataclasses.asdict(self), default=plain))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
@@ -335,19 +288,19 @@ class RunConfig:
         unknown = set(data) - {"name", "description", "model", "train"}
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {sorted(map(str, unknown))}; valid: name, description, model, train")
-        name = _coerce("name", data.get("name", "custom"), str, source)
-        description = _coerce("description", data.get("description", ""), str, source)
-        model = _build(ModelConfig, data.get("model", {}), f"{source} [model]")
-        train = _build(TrainConfig, data.get("train", {}), f"{source} [train]")
+        name = coerce("name", data.get("name", "custom"), str, source)
+        description = coerce("description", data.get("description", ""), str, source)
+        model = build(ModelConfig, data.get("model", {}), f"{source} [model]")
+        train = build(TrainConfig, data.get("train", {}), f"{source} [train]")
         return cls(name=name, description=description, model=model, train=train)
 
     def to_toml(self) -> str:
         """TOML text that :func:`load_toml` reads back to an equal config."""
         d = self.to_dict()
-        lines = [f"name = {_toml_value(d['name'])}", f"description = {_toml_value(d['description'])}", ""]
+        lines = [f"name = {toml_value(d['name'])}", f"description = {toml_value(d['description'])}", ""]
         for section in ("model", "train"):
             lines.append(f"[{section}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in d[section].items()]
+            lines += [f"{k} = {toml_value(v)}" for k, v in d[section].items()]
             lines.append("")
         return "\n".join(lines)
 
@@ -358,8 +311,8 @@ class RunConfig:
         the training section (the names are unique across both).
         """
         top = {k: changes.pop(k) for k in ("name", "description") if k in changes}
-        model_fields = _field_names(ModelConfig)
-        unknown = [k for k in changes if k not in model_fields | _field_names(TrainConfig)]
+        model_fields = field_names(ModelConfig)
+        unknown = [k for k in changes if k not in model_fields | field_names(TrainConfig)]
         if unknown:
             raise ConfigError(f"unknown field(s) {', '.join(unknown)}")
         model = {k: v for k, v in changes.items() if k in model_fields}
@@ -395,9 +348,9 @@ class RunConfig:
                 if name in ("name", "description"):
                     d[name] = raw
                     continue
-                section = "model" if name in _field_names(ModelConfig) else "train"
-            if name not in _field_names(ModelConfig if section == "model" else TrainConfig):
-                valid = sorted(_field_names(ModelConfig) | _field_names(TrainConfig))
+                section = "model" if name in field_names(ModelConfig) else "train"
+            if name not in field_names(ModelConfig if section == "model" else TrainConfig):
+                valid = sorted(field_names(ModelConfig) | field_names(TrainConfig))
                 raise ConfigError(f"--set {key}: unknown field {name!r}; valid fields: {', '.join(valid)}")
             d[section][name] = value
         return RunConfig.from_dict(d, source="--set")
@@ -418,104 +371,3 @@ def load_toml(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     data.setdefault("name", path.stem)
     return RunConfig.from_dict(data, source=str(path))
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def _field_names(cls: type) -> set[str]:
-    return {f.name for f in fields(cls)}
-
-
-def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{name}: must be a positive integer, got {value!r}")
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
-
-
-def _fmt_shape(shape: tuple[int, ...]) -> str:
-    return "x".join(str(s) for s in shape)
-
-
-def _build(cls: type, data: Any, source: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a table of settings, got {type(data).__name__}")
-    hints = get_type_hints(cls)
-    valid = _field_names(cls)
-    unknown = [k for k in data if k not in valid]
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {sorted(map(str, unknown))}; valid keys: {', '.join(sorted(valid))}")
-    kwargs = {k: _coerce(k, v, hints[k], source) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
-    """Check ``value`` against the annotation ``hint``, converting lists to tuples and ints to floats."""
-    origin = get_origin(hint)
-    bad = ConfigError(f"{source}: {name} = {value!r} is not a valid {_hint_name(hint)}")
-    if origin is Literal:
-        if value not in get_args(hint):
-            raise ConfigError(f"{source}: {name} = {value!r} is not one of {', '.join(map(str, get_args(hint)))}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        args = get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(f"{name}[{i}]", v, args[0], source) for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{source}: {name} needs {len(args)} values, got {len(value)}")
-        return tuple(_coerce(f"{name}[{i}]", v, a, source) for i, (v, a) in enumerate(zip(value, args)))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        try:
-            return float(value)
-        except OverflowError:  # an int too large for a float
-            raise ConfigError(f"{source}: {name} = {value} is too large") from None
-    if hint is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
-    if hint is Options:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{source}: {name} = {value!r} is not a table of options (e.g. {name} = {{ hidden = 64 }})")
-        return Options(value, name)
-    raise bad  # pragma: no cover - every field type is handled above
-
-
-def _hint_name(hint: Any) -> str:
-    origin = get_origin(hint)
-    if origin is tuple:
-        return "list"
-    return getattr(hint, "__name__", str(hint))
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # JSON string escapes are valid TOML basic strings
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):  # an inline table: options
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .. import config as _config
+from .. import fields
 from ..config import IMAGE_SIZE, PLUGIN_GROUP, ModelConfig, Options
 from ..errors import ConfigError
 
@@ -293,7 +294,7 @@ def make_options(plugin: Plugin, given: Mapping[str, Any]) -> Any:
     if isinstance(spec, type):
         source = f"{field} of {plugin.describe()}"
         try:
-            return _config._build(spec, given, source)
+            return fields.build(spec, given, source)
         except ConfigError:
             raise
         except (TypeError, ValueError) as exc:  # the options dataclass's own checks
