@@ -19,66 +19,23 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from importlib import metadata
 from types import ModuleType
 from typing import Any
 
-import torch
 from torch import nn
 
 from .. import config as _config
 from .. import fields
-from ..config import IMAGE_SIZE, PLUGIN_GROUP, ModelConfig, Options
+from ..config import PLUGIN_GROUP, ModelConfig, Options
 from ..errors import ConfigError
+from .contract import Builder, OptionSpec, Plugin, PluginError, check_contract, first_line, named, show
 
 log = logging.getLogger(__name__)
 
 ROLES = ("encoder", "decoder")
-#: Images (encoder) or codes (decoder) in the dummy batch the contract is checked on.
-CHECK_BATCH = 2
 _KIND = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-
-#: ``build(cfg, options) -> nn.Module``: the model config (``cfg.latent_dim`` and friends) and the
-#: plugin's options (an instance of its options dataclass, or a dict of its defaults updated by the config's).
-Builder = Callable[[ModelConfig, Any], nn.Module]
-#: What a plugin declares as its options: a dataclass type, a dict of defaults, or None (no options).
-OptionSpec = type | Mapping[str, Any] | None
-
-
-class PluginError(ConfigError):
-    """A plugin kind is missing, fails to load or build, is given an unknown option, or breaks the contract."""
-
-
-@dataclass(frozen=True)
-class Plugin:
-    """One registered kind: who builds it, its options, and where it comes from."""
-
-    role: str  # "encoder" or "decoder"
-    kind: str
-    build: Builder
-    options: OptionSpec = None
-    distribution: str | None = None  # the installed package (distribution) that provides it
-    version: str | None = None
-    module: str = ""  # the module that defines ``build``
-    builtin: bool = False
-
-    def source(self) -> str:
-        """Where it comes from, in words: ``mnist-vae-gru 0.1.0`` or ``registered from Python in my_module``."""
-        if self.builtin:
-            return "built in"
-        if self.distribution:
-            return f"{_named(self.distribution, self.version)}, module {self.module}"
-        return f"registered from Python in {self.module}"
-
-    def describe(self) -> str:
-        """``encoder 'gru' (mnist-vae-gru 0.1.0, module mnist_vae_gru)``: the plugin as error messages name it."""
-        return f"{self.role} {self.kind!r} ({self.source()})"
-
-    def record(self) -> dict[str, Any]:
-        """What a run folder records about it (``meta.json`` -> ``plugins`` -> role)."""
-        return {"kind": self.kind, "distribution": self.distribution, "version": self.version, "module": self.module}
 
 
 class _State:
@@ -188,12 +145,8 @@ def _ep_key(ep: metadata.EntryPoint) -> str:
 
 def _ep_source(ep: metadata.EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
-    where = f"{_named(dist.name, dist.version)}, " if dist is not None else ""
+    where = f"{named(dist.name, dist.version)}, " if dist is not None else ""
     return f"{where}entry point {ep.name} = {ep.value}"
-
-
-def _named(distribution: str, version: str | None) -> str:
-    return f"{distribution} {version}" if version else distribution
 
 
 def _load(ep: metadata.EntryPoint) -> None:
@@ -212,7 +165,7 @@ def _load(ep: metadata.EntryPoint) -> None:
                 raise TypeError(f"{ep.value} is a {type(target).__name__}, not a function that registers the plugin")
             target()
     except Exception as exc:
-        why = f"plugin {ep.name!r} ({_ep_source(ep)}) failed to load: {type(exc).__name__}: {_first_line(exc)}"
+        why = f"plugin {ep.name!r} ({_ep_source(ep)}) failed to load: {type(exc).__name__}: {first_line(exc)}"
         _state.loaded[key] = why
         raise PluginError(why) from None
     finally:
@@ -298,7 +251,7 @@ def make_options(plugin: Plugin, given: Mapping[str, Any]) -> Any:
         except ConfigError:
             raise
         except (TypeError, ValueError) as exc:  # the options dataclass's own checks
-            raise ConfigError(f"{source}: {_first_line(exc)}") from None
+            raise ConfigError(f"{source}: {first_line(exc)}") from None
     unknown = [k for k in given if k not in spec]
     if unknown:
         raise ConfigError(
@@ -358,63 +311,11 @@ def _build(role: str, kind: str, given: Options, cfg: ModelConfig) -> nn.Module:
     try:
         module = plugin.build(cfg, options)
     except Exception as exc:
-        raise PluginError(f"{plugin.describe()} failed to build: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise PluginError(f"{plugin.describe()} failed to build: {type(exc).__name__}: {first_line(exc)}") from None
     if not isinstance(module, nn.Module):
-        raise PluginError(f"{plugin.describe()}: build returned {_show(module)}; expected a torch.nn.Module")
+        raise PluginError(f"{plugin.describe()}: build returned {show(module)}; expected a torch.nn.Module")
     check_contract(plugin, module, cfg)
     return module
-
-
-def check_contract(plugin: Plugin, module: nn.Module, cfg: ModelConfig) -> None:
-    """Run ``module`` once on a dummy batch and raise :class:`PluginError` unless its output keeps the contract.
-
-    Eval mode, no gradients, and the random number generator's state restored afterwards: the check
-    changes neither the weights nor the draws that come after it.
-    """
-    b, d = CHECK_BATCH, cfg.latent_dim
-    if plugin.role == "encoder":
-        given, example = f"x [{b}, {IMAGE_SIZE}, {IMAGE_SIZE}]", torch.full((b, IMAGE_SIZE, IMAGE_SIZE), 0.5)
-        expected = f"(mu, logvar), each a float tensor [{b}, {d}]"
-    else:
-        given, example = f"z [{b}, {d}]", torch.zeros(b, d)
-        expected = f"logits, a float tensor [{b}, 1, {IMAGE_SIZE}, {IMAGE_SIZE}]"
-    modes = {m: m.training for m in module.modules()}
-    try:
-        device = next(iter(module.parameters())).device
-    except StopIteration:
-        device = torch.device("cpu")
-    module.eval()
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            out = module(example.to(device))
-    except Exception as exc:
-        raise PluginError(f"{plugin.describe()} failed on {given}: {type(exc).__name__}: {_first_line(exc)}; expected {expected}") from None
-    finally:
-        for m, training in modes.items():
-            m.training = training
-    if plugin.role == "encoder":
-        ok = isinstance(out, (tuple, list)) and len(out) == 2 and all(_is(t, (b, d)) for t in out)
-    else:
-        ok = _is(out, (b, 1, IMAGE_SIZE, IMAGE_SIZE))
-    if not ok:
-        raise PluginError(f"{plugin.describe()} returned {_show(out)} for {given}; expected {expected} (docs/plugins.md)")
-
-
-def _is(t: Any, shape: tuple[int, ...]) -> bool:
-    return isinstance(t, torch.Tensor) and t.is_floating_point() and tuple(t.shape) == shape
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor [{', '.join(map(str, value.shape))}] ({str(value.dtype).removeprefix('torch.')})"
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)} (" + ", ".join(_show(v) for v in value[:4]) + ")"
-    return f"a {type(value).__name__}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 # --- what a run records -------------------------------------------------------------------------------
@@ -447,7 +348,7 @@ def require_plugins(records: Any, where: str) -> None:
             if dist:
                 pin = f"{dist}=={version}" if version else str(dist)
                 raise PluginError(
-                    f"{where}: built with the {role} {kind!r} from {_named(str(dist), version)}, which is not installed here; "
+                    f"{where}: built with the {role} {kind!r} from {named(str(dist), version)}, which is not installed here; "
                     f"install it: pip install '{pin}'"
                 )
             module = record.get("module") or "its module"
