@@ -138,6 +138,22 @@ def test_fair_share_splits_what_the_fixed_counts_leave_among_the_sharers():
     assert share.fair_share(5, _me(joined=1.0), [other(0, joined=2.0)]) == 3
     assert share.fair_share(5, _me(joined=3.0), [other(0, joined=2.0)]) == 2
     assert share.fair_share(2, _me(), [], at_least=2) == 1  # torchrun's processes, before the others registered
+    assert share.fair_share(2, _me(), [], outside=0.3) == 2  # a shell, the system: noise
+    assert share.fair_share(2, _me(), [], outside=0.9) == 1  # another program on a core
+    assert share.fair_share(4, _me(), [other(0)], outside=2.0) == 1
+
+
+def test_load_from_outside_the_registry_is_what_the_machine_did_less_this_process(tmp_path, monkeypatch):
+    clock, machine, mine = [100.0], [0.0], [0.0]
+    monkeypatch.setattr(share.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(share, "_machine_busy_seconds", lambda: machine[0])
+    monkeypatch.setattr(share, "_cpu_seconds", lambda pid: mine[0] if pid == os.getpid() else None)
+    reg = share.Registry(tmp_path / "registry")
+    reg.join(0)
+    assert reg.look() == ([], 0.0)  # a first look knows no rates
+    clock[0], machine[0], mine[0] = 102.0, 4.0, 2.0  # 2 s: both cores busy, this process one of them
+    assert reg.look() == ([], 1.0)
+    reg.leave()
 
 
 def test_registry_sees_live_processes_and_forgets_a_killed_one(tmp_path, peer):
@@ -168,6 +184,7 @@ def registry(tmp_path, monkeypatch):
     monkeypatch.setattr(share, "_REGISTRY", reg)
     monkeypatch.setattr(share, "cores", lambda: 4)
     monkeypatch.setattr(share, "RECHECK_S", 0.0)
+    monkeypatch.setattr(share, "_machine_busy_seconds", lambda: None)  # whatever else this machine runs now
     monkeypatch.delenv(share.ENV_OFF, raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     yield reg

@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--pair-variants",
         default="shared,before",
-        help="shared (as shipped), before (MNIST_VAE_NO_SHARE=1: the cure off), passive (before + OMP_WAIT_POLICY=PASSIVE)",
+        help="shared (as shipped), before (MNIST_VAE_NO_SHARE=1: the cure off), spin-only (before + the bounded spin), "
+        "passive (before + OMP_WAIT_POLICY=PASSIVE)",
     )
     g.add_argument(
         "--pair-scenarios",

@@ -18,8 +18,10 @@ one, 0.50× half. In train+evaluate and study+train the partner (a training of m
 study of many seeds) starts first and is killed once the measured process is done.
 
 Variants: ``shared`` is the product as shipped; ``before`` sets ``MNIST_VAE_NO_SHARE=1`` and leaves
-libgomp's spin at its default (the behaviour before the cure, runtime/share.py); ``passive`` is
-``before`` with ``OMP_WAIT_POLICY=PASSIVE``, the setting a user could have found.
+libgomp's spin at its default (the behaviour before the cure, runtime/share.py); ``spin-only`` is
+``before`` with the bounded spin alone (no registry: what any process that imports mnist_vae
+first gets); ``passive`` is ``before`` with ``OMP_WAIT_POLICY=PASSIVE``, the setting a user could
+have found.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from typing import Any
 
 from ..runtime import share
 
-VARIANTS = ("shared", "before", "passive")
+VARIANTS = ("shared", "before", "spin-only", "passive")
 SCENARIOS = ("train", "train+train", "train+evaluate", "study+train")
 #: Seconds between two looks at the runs' metrics files: the precision of an epoch's time stamp.
 POLL_S = 0.02
@@ -56,6 +58,9 @@ def variant_env(variant: str) -> dict[str, str]:
         env.pop("GOMP_SPINCOUNT", None)
     if variant == "before":
         env["MNIST_VAE_NO_SHARE"] = "1"
+    elif variant == "spin-only":
+        env["MNIST_VAE_NO_SHARE"] = "1"
+        env["GOMP_SPINCOUNT"] = str(share.SPIN_COUNT)
     elif variant == "passive":
         env["MNIST_VAE_NO_SHARE"] = "1"
         env["OMP_WAIT_POLICY"] = "PASSIVE"
@@ -275,8 +280,8 @@ def busy_cores(seconds: float = 1.0) -> float | None:
 
     def sample() -> tuple[int, int]:
         v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = v[3] + v[4]  # idle + iowait
-        return sum(v[:8]) - idle, sum(v[:8])
+        busy = v[0] + v[1] + v[2] + v[5] + v[6]  # user, nice, system, irq, softirq (steal: another VM's)
+        return busy, sum(v[:8])
 
     try:
         b0, t0 = sample()

@@ -12,8 +12,11 @@ take the cores the other needs, and two trainings on two cores together ran at 0
 - a registry of the mnist-vae processes that compute: a folder of small files, one per process,
   each held under an exclusive ``flock`` for the process's life. A killed process's lock goes with
   it, so its file counts for nothing and the next scan removes it. A process that shares
-  (``threads`` 0, the default) takes its part of the cores the processes with a fixed count
-  (``--threads N``, which always wins) leave free, and looks again every few seconds.
+  (``threads`` 0, the default) takes its part of the cores that the processes with a fixed count
+  (``--threads N``, which always wins) and the load from outside the registry (what the machine
+  did, less what this process and the registered ones did: another program, a benchmark) leave
+  free, and looks again every few seconds. Registered processes that stopped computing (a
+  notebook) leave their cores to the others.
 
 ``MNIST_VAE_NO_SHARE=1`` turns both off (the old behaviour: every process one thread per core,
 libgomp's default spin), which is how the side-by-side benchmark measures the before.
@@ -22,6 +25,7 @@ libgomp's default spin), which is how the side-by-side benchmark measures the be
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import sys
@@ -42,6 +46,9 @@ RECHECK_S = 2.0
 #: A registered process that used less CPU than this (in cores) since the last look is idle
 #: (a notebook that trained an hour ago) and leaves its cores to the others.
 IDLE_CORES = 0.2
+#: Load from processes outside the registry (another program, a benchmark) takes a core from the
+#: sharers once it reaches this much of one; less is noise (a shell, the system).
+OUTSIDE_CORE = 0.6
 
 
 def enabled() -> bool:
@@ -99,8 +106,9 @@ class Peer:
     name: str
 
 
-def fair_share(total: int, me: Peer, others: list[Peer], at_least: int = 1) -> int:
-    """This process's threads: the cores the fixed counts leave, split evenly among those that share.
+def fair_share(total: int, me: Peer, others: list[Peer], at_least: int = 1, outside: float = 0.0) -> int:
+    """This process's threads: the cores the fixed counts and the load from outside the registry
+    (``outside``, in cores) leave, split evenly among those that share.
 
     ``at_least`` sharers are assumed even before they registered (torchrun's local processes start
     together). The remainder of the split goes to the earliest to join, so that every process,
@@ -108,7 +116,8 @@ def fair_share(total: int, me: Peer, others: list[Peer], at_least: int = 1) -> i
     """
     if me.threads:
         return me.threads
-    free = max(0, total - sum(p.threads for p in others))
+    busy_outside = int(outside + 1 - OUTSIDE_CORE)  # a core counts as taken from OUTSIDE_CORE of one on
+    free = max(0, total - sum(p.threads for p in others) - busy_outside)
     sharers = sorted([me, *(p for p in others if not p.threads)], key=lambda p: (p.joined, p.name))
     base, extra = divmod(free, max(len(sharers), at_least))
     return max(1, base + (1 if sharers.index(me) < extra else 0))
@@ -130,7 +139,8 @@ class Registry:
         self.fd: int | None = None
         self.path: Path | None = None
         self.me: Peer | None = None
-        self._cpu: dict[int, tuple[float, float]] = {}  # pid -> (monotonic time, CPU seconds) at the last look
+        # pid (or _MACHINE, _SELF) -> (monotonic time, CPU seconds, cores used since the look before) at the last look
+        self._cpu: dict[int, tuple[float, float, float | None]] = {}
 
     def join(self, threads: int) -> Peer | None:
         """Register this process (``threads`` 0 = it shares) or change its fixed count; None if the folder is unusable."""
@@ -189,15 +199,25 @@ class Registry:
 
     def others(self) -> list[Peer]:
         """The other live, busy processes; entries of dead processes are removed on the way."""
+        return self.look()[0]
+
+    def look(self) -> tuple[list[Peer], float]:
+        """The other live, busy processes, and the cores that processes outside the registry kept
+        busy since the last look (0 on a first look, after a change of peers, or without /proc).
+
+        Entries of dead processes are removed on the way. A process counts as idle when it used
+        under IDLE_CORES since the last look (a notebook that trained an hour ago).
+        """
         import fcntl
 
         if self.folder is None:
-            return []
+            return [], 0.0
         try:
             names = [n for n in os.listdir(self.folder) if not n.startswith(".")]
         except OSError:
-            return []
-        out = []
+            return [], 0.0
+        now = time.monotonic()
+        live: list[tuple[Peer, float | None]] = []
         for name in names:
             if self.me is not None and name == self.me.name:
                 continue
@@ -211,33 +231,35 @@ class Registry:
                     fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 except BlockingIOError:  # held: its process is alive
                     peer = _read_peer(fd, name)
-                    if peer is not None and not self._idle(peer.pid):
-                        out.append(peer)
+                    if peer is not None:
+                        live.append((peer, self._rate(peer.pid, _cpu_seconds(peer.pid), now)))
                 else:  # nobody holds it: its process died without removing it
-                    try:
+                    with contextlib.suppress(OSError):
                         path.unlink()
-                    except OSError:
-                        pass
             finally:
                 os.close(fd)
-        alive = {p.pid for p in out}
-        for pid in [p for p in self._cpu if p not in alive]:
+        for pid in set(self._cpu) - {p.pid for p, _ in live} - {_MACHINE, _SELF}:
             del self._cpu[pid]
-        return out
+        machine = self._rate(_MACHINE, _machine_busy_seconds(), now)
+        own = self._rate(_SELF, _cpu_seconds(os.getpid()), now)
+        outside = 0.0
+        if machine is not None and own is not None and all(r is not None for _, r in live):
+            outside = max(0.0, machine - own - sum(r or 0.0 for _, r in live))
+        return [p for p, r in live if r is None or r >= IDLE_CORES], outside
 
-    def _idle(self, pid: int) -> bool:
-        """Whether ``pid`` used under IDLE_CORES since the last look (never on the first look, or without /proc)."""
-        used = _cpu_seconds(pid)
+    def _rate(self, key: int, used: float | None, now: float) -> float | None:
+        """Cores ``key`` used since the last look (None on the first look, or when unknown)."""
         if used is None:
-            return False
-        now = time.monotonic()
-        before = self._cpu.get(pid)
-        if before is None or now - before[0] < 0.5:
-            if before is None:
-                self._cpu[pid] = (now, used)
-            return False
-        self._cpu[pid] = (now, used)
-        return (used - before[1]) / (now - before[0]) < IDLE_CORES
+            return None
+        before = self._cpu.get(key)
+        if before is not None and now - before[0] < 0.5:  # too soon to tell: the last look's figure
+            return before[2]
+        rate = None if before is None else (used - before[1]) / (now - before[0])
+        self._cpu[key] = (now, used, rate)
+        return rate
+
+
+_MACHINE, _SELF = -1, -2  # keys of the whole machine's and this process's samples
 
 
 def _read_peer(fd: int, name: str) -> Peer | None:
@@ -246,6 +268,15 @@ def _read_peer(fd: int, name: str) -> Peer | None:
         return Peer(int(d["pid"]), max(0, int(d.get("threads", 0))), float(d.get("joined", 0.0)), name)
     except (OSError, ValueError, KeyError, TypeError):
         return None  # being written this instant: counted at the next look
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy (all cores; steal and idle left out) from /proc/stat."""
+    try:
+        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")  # user, nice, system, irq, softirq
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -279,4 +310,5 @@ def share_threads(threads: int, at_least: int = 1) -> int:
     me = _REGISTRY.join(threads)
     if me is None:
         return threads or max(1, cores() // at_least)
-    return fair_share(cores(), me, _REGISTRY.others(), at_least)
+    peers, outside = _REGISTRY.look()
+    return fair_share(cores(), me, peers, at_least, outside)
