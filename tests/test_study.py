@@ -58,7 +58,7 @@ def test_study_two_configs_two_seeds_report_and_restart(small, tmp_path, monkeyp
     assert any(m.startswith("[fast-lr seed 1] resuming") for m in logs)
     md = (out / "report.md").read_text()
     table = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line][:3]
-    assert table[0].startswith("| configuration | kind | parameters | train s | img/s | test −ELBO")
+    assert table[0].startswith("| configuration | kind | seeds | parameters | train s | img/s | test −ELBO")
     assert [row.split("|")[1].strip() for row in table[1:]] == ["baseline", "fast-lr"]
     assert " ± " in table[1] and len(table[1].split("|")) == len(table[0].split("|"))  # mean ± 95% half-width
     assert "## Claims of the original write-up" in md and "## Beyond the write-up" in md

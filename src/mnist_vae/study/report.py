@@ -131,10 +131,10 @@ def _cell(cell: dict[str, Any], fmt: str) -> str:
 
 
 def _intro(meta: dict[str, Any]) -> list[str]:
-    ds, seeds = meta["dataset"], meta["seeds"]
+    ds = meta["dataset"]
     lines = [
         f"Dataset: {ds['name']} ({ds['n_train']:,} train / {ds['n_test']:,} test, sha256 {ds['sha256'][:12]}…); {meta['epochs']} epochs; "
-        f"{len(seeds)} training seed(s) per configuration ({', '.join(map(str, seeds))}); binarization: {meta['binarize']}; "
+        f"{_seeds_text(meta)}; binarization: {meta['binarize']}; "
         f"training precision {', '.join(meta['train_precisions'])}, device {meta['device']}.",
         f"Every number is the mean over seeds ± the half-width of its 95% Student-t interval. NLL: importance-weighted bound with "
         f"K = {meta['k']} (decoder in {', '.join(meta.get('nll_precisions') or [meta['precision']])}). Samples: {meta['n_samples']:,} per run, judged by a CNN with test accuracy "
@@ -160,9 +160,20 @@ def _intro(meta: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _seeds_text(meta: dict[str, Any]) -> str:
+    counts = sorted({len(v) for v in (meta.get("seeds_by_config") or {}).values()})
+    if len(counts) > 1:  # a sequential study added seeds where claims were open
+        return f"{counts[0]} to {counts[-1]} training seeds per configuration (the table's seeds column; added in rounds)"
+    seeds = meta["seeds"]
+    return f"{len(seeds)} training seed(s) per configuration ({', '.join(map(str, seeds))})"
+
+
 def _table_lines(result: dict[str, Any]) -> list[list[str]]:
-    head = ["configuration", "kind", "parameters"] + [h for _, h, _ in COLUMNS]
-    body = [[t["config"], t["kind"], f"{t['parameters']:,d}"] + [_cell(t[k], f) for k, _, f in COLUMNS] for t in result["table"]]
+    head = ["configuration", "kind", "seeds", "parameters"] + [h for _, h, _ in COLUMNS]
+    body = [
+        [t["config"], t["kind"], str(len(t["seeds"])), f"{t['parameters']:,d}"] + [_cell(t[k], f) for k, _, f in COLUMNS]
+        for t in result["table"]
+    ]
     return [head, *body]
 
 

@@ -243,6 +243,7 @@ def _meta(
         "classifier_accuracy": getattr(clf, "test_accuracy", float("nan")), "frechet_floor": getattr(clf, "floor_frechet", float("nan")),
         "jobs": plan.workers, "executor": s.executor, "wall_seconds": round(wall, 1), "report_only": report_only,
         "run_minutes": {"train": _minutes(rows, "train_seconds"), "eval": _minutes(rows, "eval_seconds")},
+        "seeds_by_config": {n: sorted(r["seed"] for r in rows if r["config"] == n) for n in plan.names},
         "sequential": s.until_settled, "max_seeds": s.max_seeds if s.until_settled else None, "budget_s": s.budget_s,
         "nll_precisions": sorted({r["precision"] for r in rows}),
         "peak_rss_mb": round(max([peak_rss_mb(), *(r["peak_rss_mb"] for r in rows)])),
