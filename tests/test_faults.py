@@ -14,7 +14,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-import mnist_vae.training.trainer as train_mod
+import mnist_vae.training.step as step_mod
 from mnist_vae.errors import TrainingDiverged
 from mnist_vae.losses import elbo_terms
 from mnist_vae.runs.checkpoint import list_checkpoints, load_checkpoint, verify_checkpoint
@@ -51,14 +51,14 @@ def one_error_line(stderr: str) -> str:
 def test_nan_loss_stops_with_epoch_batch_and_keeps_last_good_checkpoint(npz, tmp_path, monkeypatch):
     calls = {"n": 0}
 
-    def poisoned(logits, x, mu, logvar, beta=1.0):
+    def poisoned(logits, x, mu, logvar, beta=1.0, free_bits=0.0):
         calls["n"] += 1
-        loss, recon, kl = elbo_terms(logits, x, mu, logvar, beta=beta)
+        loss, recon, kl = elbo_terms(logits, x, mu, logvar, beta=beta, free_bits=free_bits)
         if calls["n"] == 4 + 3:  # epoch 2, batch 3
             loss = loss * float("nan")
         return loss, recon, kl
 
-    monkeypatch.setattr(train_mod, "elbo_terms", poisoned)
+    monkeypatch.setattr(step_mod, "elbo_terms", poisoned)  # the one training step's loss
     run = tmp_path / "run"
     result = run_in_process(train_args(npz, run))
     assert result.returncode == 1
