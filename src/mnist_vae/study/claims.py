@@ -276,7 +276,7 @@ def protocol_differences(meta: dict[str, Any]) -> list[str]:
     """How a study's protocol differs from the write-up's (epochs, dataset, binarisation), in words."""
     out = []
     if meta.get("epochs") != WRITEUP_PROTOCOL["epochs"]:
-        out.append(f"{meta.get('epochs')} epochs, not {WRITEUP_PROTOCOL['epochs']}")
+        out.append(f"{meta.get('epochs')} epoch{'' if meta.get('epochs') == 1 else 's'}, not {WRITEUP_PROTOCOL['epochs']}")
     ds = meta.get("dataset", {})
     if ds.get("name") != WRITEUP_PROTOCOL["dataset"]:
         out.append(f"{ds.get('name')} ({ds.get('n_train', 0):,} training digits), not MNIST's 60,000")
