@@ -42,7 +42,9 @@ def main() -> None:
     for variant, config in SAME.items():
         s = interval([v for (n, _), v in nll_screen.items() if n == variant])
         r = interval([v for (n, _), v in nll_rerun.items() if n == config])
-        ds = paired({k: v for (n, k), v in nll_screen.items() if n == variant}, {k: v for (n, k), v in nll_screen.items() if n == "optimized"})
+        ds = paired(
+            {k: v for (n, k), v in nll_screen.items() if n == variant}, {k: v for (n, k), v in nll_screen.items() if n == "optimized"}
+        )
         dr = paired({k: v for (n, k), v in nll_rerun.items() if n == config}, {k: v for (n, k), v in nll_rerun.items() if n == "optimized"})
         inside = "yes" if s.lo <= r.mean <= s.hi else "no"
         delta = "—" if variant == "optimized" else None

@@ -77,7 +77,11 @@ def test_study_two_configs_two_seeds_report_and_restart(small, tmp_path, monkeyp
     lr_claim = next(c for c in study["claims"] if c["claim"].startswith("learning-rate adjustments"))
     assert lr_claim["verdict"] == "not measured" and "at least 10 epochs" in lr_claim["why"]  # 2 epochs cannot tell
     recon = next(c for c in study["claims"] if c["claim"] == "reconstructions were clear")
-    assert set(recon["values"]) == {"0", "1"} and recon["procedure"].startswith("Student t") and recon["holm"] in ("holds", "not at family-wise 5%", "—")
+    assert (
+        set(recon["values"]) == {"0", "1"}
+        and recon["procedure"].startswith("Student t")
+        and recon["holm"] in ("holds", "not at family-wise 5%", "—")
+    )
     assert result["rows"][0]["nll"] == pytest.approx(
         json.loads((out / "runs" / "baseline" / "seed0" / "eval.json").read_text())["iwae"]["nll"]
     )
