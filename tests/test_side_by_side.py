@@ -25,6 +25,7 @@ def test_side_by_side_runs_and_prints_its_table(tmp_path, capsys, monkeypatch):
     out = tmp_path / "sbs.json"
     args = ["--side-by-side", "--pair-config", "mlp-vae", "--epochs", "2", "--pair-data-path", str(npz)]
     args += ["--pair-variants", "shared,before", "--pair-eval-k", "2", "--pair-eval-samples", "2", "--out", str(out)]
+    args += ["--pair-scenarios", "train+train,train+evaluate", "--pair-wait-idle", "0", "--pair-retries", "0"]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "| variant | what ran | img/s per process | machine total | vs alone |" in text

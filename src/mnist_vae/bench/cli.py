@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
         help="train+train, train+evaluate, study+train (train alone always runs)",
     )
     g.add_argument("--pair-rounds", type=int, default=1, help="repeats of everything, variants alternating; medians are reported")
+    g.add_argument(
+        "--pair-wait-idle", type=float, default=600, help="seconds to wait for an idle machine before each measurement (0: don't)"
+    )
+    g.add_argument("--pair-retries", type=int, default=2, help="measure again when other processes were busy meanwhile, up to this often")
     g.add_argument("--pair-data-path", help="train on this IDX folder or .npz instead of the embedded digits")
     g.add_argument("--pair-eval-k", type=int, default=100, help="importance samples of the evaluation")
     g.add_argument("--pair-eval-samples", type=int, default=1000, help="generated samples the evaluation judges")
@@ -88,7 +92,8 @@ def _side_by_side(args: argparse.Namespace) -> int:
     data = ["--data-path", args.pair_data_path] if args.pair_data_path else ["--dataset", "embedded"]
     settings = Settings(args.pair_config, args.epochs, args.precision, data, args.pair_eval_k, args.pair_eval_samples)
     out = Path("side_by_side.json" if args.out == "bench.json" else args.out)
-    return side_by_side(settings, _names(args.pair_variants), _names(args.pair_scenarios), args.pair_rounds, out)
+    variants, scenarios = _names(args.pair_variants), _names(args.pair_scenarios)
+    return side_by_side(settings, variants, scenarios, args.pair_rounds, out, args.pair_wait_idle, args.pair_retries)
 
 
 def _names(text: str) -> list[str]:
