@@ -225,27 +225,3 @@ def test_no_share_keeps_the_old_behaviour(registry, peer, monkeypatch):
     peer()
     assert process.set_threads(0) == 4  # one per core, as before
     assert registry.me is None  # and not registered
-
-
-def test_spin_count_is_bounded_unless_the_user_chose(monkeypatch):
-    monkeypatch.delitem(sys.modules, "torch")  # as if torch were not loaded yet
-    env: dict[str, str] = {}
-    share.prepare_environment(env)
-    assert env == {"GOMP_SPINCOUNT": str(share.SPIN_COUNT)}
-    for mine in ({"GOMP_SPINCOUNT": "INFINITE"}, {"OMP_WAIT_POLICY": "PASSIVE"}, {share.ENV_OFF: "1"}):
-        env = dict(mine)
-        share.prepare_environment(env)
-        assert env == mine
-
-
-def test_the_entry_point_bounds_the_spin_before_torch_loads():
-    code = "import os, mnist_vae, torch; print(os.environ.get('GOMP_SPINCOUNT'))"
-    base = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", share.ENV_OFF)}
-    base["PYTHONPATH"] = str(SRC)
-
-    def spin(**env: str) -> str:
-        return subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, check=True).stdout.strip()
-
-    assert spin() == str(share.SPIN_COUNT)
-    assert spin(GOMP_SPINCOUNT="5") == "5"
-    assert spin(MNIST_VAE_NO_SHARE="1") == "None"

@@ -1,9 +1,6 @@
 """mnist-vae: a variational autoencoder for handwritten digits (LSTM encoder, transposed-conv decoder)."""
 
 from ._version import __version__
-from .runtime.share import prepare_environment as _prepare_environment
-
-_prepare_environment()  # before anything imports torch: libgomp reads its spin count once, as it loads
 
 __all__ = ["__version__", "load_run", "load_pretrained", "TrainedVAE", "register_encoder", "register_decoder"]
 

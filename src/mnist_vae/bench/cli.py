@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--pair-variants",
         default="shared,before",
-        help="shared (as shipped), before (MNIST_VAE_NO_SHARE=1: the cure off), spin-only (before + the bounded spin), "
+        help="shared (as shipped), before (MNIST_VAE_NO_SHARE=1: the cure off), spin-only (before + GOMP_SPINCOUNT=100000), "
         "passive (before + OMP_WAIT_POLICY=PASSIVE)",
     )
     g.add_argument(

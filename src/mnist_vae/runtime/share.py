@@ -1,25 +1,26 @@
-"""Sharing the CPU with the other mnist-vae processes on this machine (no torch import: it runs first).
+"""Sharing the CPU with the other mnist-vae processes on this machine (no torch import).
 
 Why. torch's CPU build runs its parallel regions on GNU OpenMP (libgomp), whose threads wait for
-the next region by spinning: 300,000 rounds by default, milliseconds. Alone that is what makes a
-training step fast (the next region starts at once); side by side, each process's spinning threads
-take the cores the other needs, and two trainings on two cores together ran at 0.30× of one alone
-(docs/performance.md, "Side by side"). Two cures, both without a setting for the user to find:
+the next region by spinning (300,000 rounds by default, milliseconds). Alone that is what makes a
+training step fast: a step is hundreds of short regions, and each starts at once. Two processes
+with a thread per core each put twice as many threads as cores on the machine: each process's
+spinning threads take the cores the other needs, every region waits at its barrier for a thread
+that is not running, and two trainings on two cores together ran at 0.16-0.30× of one alone
+(docs/performance.md, "Side by side"). Sleeping at once instead (``OMP_WAIT_POLICY=PASSIVE``)
+halves the speed alone; a shorter spin (``GOMP_SPINCOUNT``) made pairs slower still. What works
+is never to have more threads than cores:
 
-- :func:`prepare_environment`, called by ``mnist_vae/__init__.py`` before torch loads, bounds the
-  spin (``GOMP_SPINCOUNT``): long enough to cover the gaps between one step's parallel regions,
-  short enough that a waiting thread gives its core away soon when another process wants it.
-- a registry of the mnist-vae processes that compute: a folder of small files, one per process,
-  each held under an exclusive ``flock`` for the process's life. A killed process's lock goes with
-  it, so its file counts for nothing and the next scan removes it. A process that shares
-  (``threads`` 0, the default) takes its part of the cores that the processes with a fixed count
-  (``--threads N``, which always wins) and the load from outside the registry (what the machine
-  did, less what this process and the registered ones did: another program, a benchmark) leave
-  free, and looks again every few seconds. Registered processes that stopped computing (a
-  notebook) leave their cores to the others.
+a registry of the mnist-vae processes that compute: a folder of small files, one per process,
+each held under an exclusive ``flock`` for the process's life. A killed process's lock goes with
+it, so its file counts for nothing and the next scan removes it. A process that shares
+(``threads`` 0, the default) takes its part of the cores that the processes with a fixed count
+(``--threads N``, which always wins) and the load from outside the registry (what the machine did,
+less what this process and the registered ones did: another program, a benchmark) leave free,
+and looks again every few seconds. Registered processes that stopped computing (a notebook) leave
+their cores to the others.
 
-``MNIST_VAE_NO_SHARE=1`` turns both off (the old behaviour: every process one thread per core,
-libgomp's default spin), which is how the side-by-side benchmark measures the before.
+``MNIST_VAE_NO_SHARE=1`` turns it off (the old behaviour: one thread per core in every process),
+which is how the side-by-side benchmark measures the before.
 """
 
 from __future__ import annotations
@@ -28,19 +29,15 @@ import atexit
 import contextlib
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Set (to anything but "" or "0") to turn both cures off.
+#: Set (to anything but "" or "0") to turn sharing off.
 ENV_OFF = "MNIST_VAE_NO_SHARE"
 #: Where the registry lives (default: a per-user folder under the temporary directory).
 ENV_DIR = "MNIST_VAE_SHARE_DIR"
-#: libgomp's spin rounds before a waiting thread sleeps (its default: 300,000). Chosen by
-#: measurement (docs/performance.md, "Side by side").
-SPIN_COUNT = 10_000
 #: Seconds between two looks at the registry while a process computes.
 RECHECK_S = 2.0
 #: A registered process that used less CPU than this (in cores) since the last look is idle
@@ -62,30 +59,6 @@ def _has_flock() -> bool:
     except ImportError:  # Windows
         return False
     return True
-
-
-def prepare_environment(environ: dict[str, str] | None = None) -> None:
-    """Bound libgomp's spin before torch loads, unless the user chose a wait policy or spin count.
-
-    libgomp reads its environment once, when torch loads it: once torch is imported this changes
-    nothing in this process, so it then leaves the environment alone (child processes that import
-    mnist_vae first set it themselves).
-    """
-    global _spin_set_here
-    env = os.environ if environ is None else environ
-    if env.get(ENV_OFF, "") not in ("", "0") or "torch" in sys.modules:
-        return
-    if "GOMP_SPINCOUNT" not in env and "OMP_WAIT_POLICY" not in env:
-        env["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
-        _spin_set_here = environ is None
-
-
-_spin_set_here = False
-
-
-def spin_set_here() -> bool:
-    """Whether this process's ``GOMP_SPINCOUNT`` is the one :func:`prepare_environment` set (not the user's)."""
-    return _spin_set_here
 
 
 def cores() -> int:
