@@ -15,6 +15,10 @@ in docs/performance.md):
 Same weights and parameter names as ``nn.ConvTranspose2d``; the sums are merely added in another
 order (results agree to ~1e-6). Both paths are taken only where they were measured: CPU,
 channels-last fp32/fp64 input, no autocast, not while exporting; anything else runs the stock kernel.
+
+Under CPU bf16 autocast every layer, whatever its stride, runs the stock forward with the split
+backward (:class:`_SplitBackwardConvT`): oneDNN's combined backward of a bf16 transposed convolution
+is 1.5-4x slower than its three parts, which give the same bits (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -57,6 +61,12 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         )
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if output_size is None and self._bf16_split_applies(x):
+            # CPU bf16 autocast: the casts autocast would make, then the stock forward with the split
+            # backward, which oneDNN computes bit for bit as its combined call, several times faster.
+            bf, bias = torch.bfloat16, self.bias
+            assert bias is not None  # (_plain)
+            return _SplitBackwardConvT.apply(x.to(bf), self.weight.to(bf), bias.to(bf), self.stride, self.padding, self.output_padding)
         if output_size is None and self._fast_path_applies(x):
             if not self._same_stride1:  # strided: oneDNN forward, backward in three separate calls
                 return _SplitBackwardConvT.apply(x, self.weight, self.bias, self.stride, self.padding, self.output_padding)
@@ -65,6 +75,18 @@ class ConvTranspose2d(nn.ConvTranspose2d):
             # conv_transpose(x, W, padding p) = conv2d(x, W with in/out swapped and flipped, padding k-1-p)
             return F.conv2d(x, self.weight.transpose(0, 1).flip(2, 3), self.bias, padding=self.padding)
         return super().forward(x, output_size)
+
+    def _bf16_split_applies(self, x: torch.Tensor) -> bool:
+        """Under CPU bf16 autocast (any memory layout), no dilation or groups, a bias, not while exporting."""
+        return (
+            self._plain
+            and x.dim() == 4
+            and x.device.type == "cpu"
+            and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and not torch.jit.is_tracing()
+            and not torch.onnx.is_in_onnx_export()
+        )
 
     def _fast_path_applies(self, x: torch.Tensor) -> bool:
         """No dilation or groups, a bias, on channels-last fp32/fp64 CPU input, not while exporting."""
@@ -99,6 +121,7 @@ class _SplitBackwardConvT(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         stride, padding, output_padding = ctx.conf
+        grad = grad.to(x.dtype)  # (under bf16 autocast a gradient can arrive in fp32)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_x = F.conv2d(grad, weight, None, stride, padding)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..config import IMAGE_SIZE, ModelConfig
+from .bf16_copy import Linear
 from .convt import conv_transpose_same
 from .registry import register_builtin
 
@@ -67,7 +68,7 @@ class Decoder(nn.Module):
         self.head: nn.Module = nn.Identity()
         if cfg.head == "dense":  # the published code: flatten the feature maps into a dense layer
             c, h, w = cfg.decoder_output_shape()
-            self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, IMAGE_SIZE * IMAGE_SIZE))
+            self.head = nn.Sequential(nn.Flatten(), Linear(c * h * w, IMAGE_SIZE * IMAGE_SIZE))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.dense(z)
