@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 
 from ..errors import MnistVaeError
 
@@ -39,8 +41,40 @@ def launch_nproc(nproc: int, argv: list[str]) -> int:
     try:
         run(get_args_parser().parse_args(launch))
     except ChildFailedError as exc:
-        _rank, failure = exc.get_first_failure()
+        rank, failure = exc.get_first_failure()
+        if failure.exitcode is not None and failure.exitcode < 0:  # killed by a signal: it could say nothing itself
+            print(killed_message(rank, nproc, failure.pid, -failure.exitcode, argv), file=sys.stderr)
+            return 128 - failure.exitcode
         return failure.exitcode if failure.exitcode and failure.exitcode > 0 else 1
     except SignalException as exc:
         return 128 + int(exc.sigval)
     return 0
+
+
+def killed_message(rank: int, nproc: int, pid: int, signum: int, argv: list[str]) -> str:
+    """What to tell the user when one of the processes died of a signal (it printed nothing of its own)."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    out = _option(argv, "--resume") or _option(argv, "--out") or "RUN"
+    cause = {
+        "SIGKILL": "the system killed it (out of memory, or someone's kill -9)",
+        "SIGABRT": "a library it runs aborted (torch's gloo transport, OpenMP); its own last lines are above",
+        "SIGSEGV": "it crashed inside a library; its own last lines are above",
+    }.get(name, "it was stopped from outside")
+    return (
+        f"error: process {rank} of {nproc} (pid {pid}) died of {name}: {cause}; the others were stopped. "
+        f"Checkpoints already written are intact: continue with `mnist-vae train --resume {out} --nproc {nproc}`"
+        + (" (RUN: the run folder named above)" if out == "RUN" else "")
+        + ", or start again"
+    )
+
+
+def _option(argv: list[str], flag: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None

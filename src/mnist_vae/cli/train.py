@@ -29,6 +29,7 @@ def cmd_configs(args: argparse.Namespace) -> int:
     headings = {
         "write-up": "the seven configurations of the original write-up",
         "reference": "reference (not one of the seven): the standard baseline every study measures against",
+        "control": "control: a switch turned off, to test a claim of the write-up",
         "beyond": "beyond the write-up",
     }
     for i, (kind, heading) in enumerate(headings.items()):

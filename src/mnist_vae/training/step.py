@@ -20,8 +20,8 @@ from ..losses import elbo_terms, iwae_terms
 from ..models.bf16_copy import MIN_COPIED_WEIGHTS, Linear
 from ..runtime.device import autocast_for
 
-#: Elements of a weight updated and copied at a time: a piece's weight, moments, gradient and copy
-#: (18 bytes an element) stay in a core's L2 cache between the update and the cast.
+#: Elements of a weight updated and copied at a time, per thread: a piece's weight, moments,
+#: gradient and copy (18 bytes an element) stay in the cores' L2 caches between the update and the cast.
 PIECE = 1 << 16
 
 
@@ -168,9 +168,10 @@ def update_through_copy(optimizer: torch.optim.Optimizer, layer: Linear) -> None
     update = torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
     beta1, beta2 = group["betas"]
     flat = [x.detach().view(-1) for x in (w, copy.grad, state["exp_avg"], state["exp_avg_sq"], copy)]
+    piece = PIECE * torch.get_num_threads()  # the fused kernel splits each piece among the threads
     with torch.no_grad():
-        for i in range(0, w.numel(), PIECE):
-            p, g, m, v, c = (x[i : i + PIECE] for x in flat)
+        for i in range(0, w.numel(), piece):
+            p, g, m, v, c = (x[i : i + piece] for x in flat)
             update([p], [g.float()], [m], [v], [], [step], amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
                    weight_decay=group["weight_decay"], eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)  # fmt: skip
             c.copy_(p)
