@@ -80,3 +80,36 @@ def test_no_copy_where_the_step_cannot_update_through_it() -> None:
     wrapper = torch.nn.Sequential(model)  # stands for a DDP wrapper: the forward is not the model's own
     take = stepmod.TrainStep(wrapper, model, replace(cfg.train, precision="bf16"), torch.device("cpu"), total_steps=1)
     assert take.copied == [] and model.decoder.head[1].bf16_copy is None
+
+
+def test_resume_through_a_checkpoint_is_exact() -> None:
+    """Two steps, the model's and optimizer's state and the random state into fresh objects, two more: the same bits as four in a row."""
+    cfg = get_config("original")
+    t = replace(cfg.train, precision="bf16")
+    g = torch.Generator().manual_seed(1)
+    batches = [((torch.rand(16, 28, 28, generator=g) > 0.5).float(), torch.randn(16, cfg.model.latent_dim, generator=g)) for _ in range(4)]
+
+    def fresh() -> tuple[VAE, stepmod.TrainStep]:
+        torch.manual_seed(0)
+        model = VAE(cfg.model).train()
+        return model, stepmod.TrainStep(model, model, t, torch.device("cpu"), total_steps=4)
+
+    model, take = fresh()
+    for x, eps in batches:
+        take(x, eps, 1.0)
+    straight = model.state_dict()
+
+    model, take = fresh()
+    for x, eps in batches[:2]:
+        take(x, eps, 1.0)
+    saved = ({k: v.clone() for k, v in model.state_dict().items()}, take.state_dict(), torch.get_rng_state())  # (dropout draws)
+    model, take = fresh()
+    take(*batches[0], 1.0)  # a copy made from other weights, to be found stale after the load
+    model.load_state_dict(saved[0])
+    take.load_state_dict(saved[1])
+    torch.set_rng_state(saved[2])
+    assert take.copied
+    for x, eps in batches[2:]:
+        take(x, eps, 1.0)
+    resumed = model.state_dict()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)

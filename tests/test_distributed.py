@@ -234,3 +234,15 @@ def test_fp16_grad_scaler_starts_low_enough_not_to_skip_the_first_steps(tiny, tm
     trainer = Trainer(cfg, VAE(cfg.model), prepare_data(cfg, torch.device("cpu")), torch.device("cpu"), DistInfo(), tmp_path, [])
     # A loss of ~500 nats times the default 65536 overflows fp16 gradients (max 65504) for ~10 steps.
     assert trainer.scaler is not None and trainer.scaler.get_scale() == 2.0**10
+
+
+def test_a_process_killed_by_a_signal_gets_one_line_with_the_way_back():
+    from mnist_vae.cli.launch import killed_message
+
+    line = killed_message(1, 2, 4321, 6, ["train", "--config", "optimized", "--out", "runs/ddp"])
+    assert "\n" not in line
+    assert "process 1 of 2 (pid 4321) died of SIGABRT" in line
+    assert "mnist-vae train --resume runs/ddp --nproc 2" in line
+    killed = killed_message(0, 2, 1, 9, ["train", "--out=x"])
+    assert "died of SIGKILL" in killed and "--resume x " in killed
+    assert "RUN: the run folder named above" in killed_message(0, 4, 1, 11, ["train"])

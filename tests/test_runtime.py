@@ -146,7 +146,7 @@ def test_fair_share_splits_what_the_fixed_counts_leave_among_the_sharers():
 def test_load_from_outside_the_registry_is_what_the_machine_did_less_this_process(tmp_path, monkeypatch):
     clock, machine, mine = [100.0], [0.0], [0.0]
     monkeypatch.setattr(share.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(share, "_machine_busy_seconds", lambda: machine[0])
+    monkeypatch.setattr(share, "machine_busy_seconds", lambda: machine[0])
     monkeypatch.setattr(share, "_cpu_seconds", lambda pid: mine[0] if pid == os.getpid() else None)
     reg = share.Registry(tmp_path / "registry")
     reg.join(0)
@@ -184,7 +184,7 @@ def registry(tmp_path, monkeypatch):
     monkeypatch.setattr(share, "_REGISTRY", reg)
     monkeypatch.setattr(share, "cores", lambda: 4)
     monkeypatch.setattr(share, "RECHECK_S", 0.0)
-    monkeypatch.setattr(share, "_machine_busy_seconds", lambda: None)  # whatever else this machine runs now
+    monkeypatch.setattr(share, "machine_busy_seconds", lambda: None)  # whatever else this machine runs now
     monkeypatch.delenv(share.ENV_OFF, raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     yield reg

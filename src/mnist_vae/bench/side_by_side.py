@@ -29,8 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
-import resource
 import signal
 import statistics
 import subprocess
@@ -42,7 +40,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..runtime import share
+from .load import IDLE_BELOW, measured, wait_idle
+from .side_by_side_report import machine, summarize, table
 
 VARIANTS = ("shared", "before", "spin-only", "passive")
 #: The spin count of the ``spin-only`` variant (libgomp's default: 300,000): the lever measured and
@@ -51,8 +50,6 @@ BOUNDED_SPIN = 100_000
 SCENARIOS = ("train", "train+train", "train+evaluate", "study+train")
 #: Seconds between two looks at the runs' metrics files: the precision of an epoch's time stamp.
 POLL_S = 0.02
-#: Cores other processes may keep busy for the machine to count as idle (a shell, the system).
-IDLE_BELOW = 0.15
 
 
 def variant_env(variant: str) -> dict[str, str]:
@@ -279,48 +276,6 @@ def _eval_seconds(run: Path) -> float:
     return float(json.loads((run / "eval.json").read_text())["eval_seconds"])
 
 
-def _machine_busy() -> float:
-    """CPU seconds the whole machine has been busy, all cores together (steal: another VM's, left out)."""
-    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")  # user, nice, system, irq, softirq
-
-
-def _ours() -> float:
-    """CPU seconds of this process and of its children that ended (every product process is waited for)."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def busy_cores(seconds: float = 1.0) -> float | None:
-    """Cores the whole machine kept busy over ``seconds`` (None where there is no /proc/stat)."""
-    try:
-        b0 = _machine_busy()
-        time.sleep(seconds)
-        return (_machine_busy() - b0) / seconds
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def wait_idle(limit_s: float, idle_below: float = IDLE_BELOW) -> float | None:
-    """Wait (up to ``limit_s``) until the machine is idle over 2 s; returns the last load seen."""
-    end = time.monotonic() + limit_s
-    while True:
-        b = busy_cores(2.0)
-        if b is None or b < idle_below or time.monotonic() >= end:
-            return b
-        time.sleep(10)
-
-
-def _measured(fn: Any) -> tuple[dict[str, Any], float | None]:
-    """``fn()`` and the cores that processes other than this benchmark's kept busy meanwhile."""
-    try:
-        t0, m0, o0 = time.monotonic(), _machine_busy(), _ours()
-    except (OSError, ValueError, IndexError):
-        return fn(), None
-    out = fn()
-    return out, max(0.0, (_machine_busy() - m0) - (_ours() - o0)) / (time.monotonic() - t0)
-
-
 def run(
     settings: Settings, variants: list[str], scenarios: list[str], rounds: int = 1, wait_s: float = 600, retries: int = 2
 ) -> dict[str, Any]:
@@ -351,7 +306,7 @@ def run(
                         if wait_s > 0:
                             wait_idle(wait_s)
                         print(f"  round {r + 1}, {v}: {name} ...", file=sys.stderr, flush=True)
-                        out, outside = _measured(fn)
+                        out, outside = measured(fn)
                         if outside is None or outside < IDLE_BELOW or attempt == retries:
                             break
                         print(f"    other processes kept {outside:.2f} cores busy meanwhile: measured again", file=sys.stderr, flush=True)
@@ -362,74 +317,6 @@ def run(
 def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
     for k, values in new.items():
         into.setdefault(k, []).append(values)
-
-
-def summarize(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per variant and scenario: median over rounds of each process's figure, the machine total, vs alone."""
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-
-    def med(rounds: list[list[float]], i: int) -> float:
-        return statistics.median(r[i] for r in rounds)
-
-    for v, sc in results.items():
-        alone = med(sc["train"]["train_img_s"], 0)
-        rows: dict[str, dict[str, Any]] = {"train": {"per_process": [alone], "total_img_s": alone, "vs_alone": 1.0}}
-        eval_alone = med(sc["evaluate"]["eval_s"], 0) if "evaluate" in sc else None
-        if eval_alone is not None:
-            rows["evaluate"] = {"eval_s": eval_alone}
-        if "train+train" in sc:
-            rates = [med(sc["train+train"]["train_img_s"], i) for i in range(2)]
-            rows["train+train"] = {"per_process": rates, "total_img_s": sum(rates), "vs_alone": sum(rates) / alone}
-        if "train+evaluate" in sc and eval_alone is not None:
-            rate, seconds = med(sc["train+evaluate"]["train_img_s"], 0), med(sc["train+evaluate"]["eval_s"], 0)
-            rows["train+evaluate"] = {
-                "per_process": [rate],
-                "eval_s": seconds,
-                "eval_alone_s": eval_alone,
-                "shares": [rate / alone, eval_alone / seconds],
-                "vs_alone": rate / alone + eval_alone / seconds,
-            }
-        if "study+train" in sc:
-            # The study trains the same configuration with the same settings: its epochs compare with train alone.
-            rate, srate = med(sc["study+train"]["train_img_s"], 0), med(sc["study+train"]["study_img_s"], 0)
-            rows["study+train"] = {"per_process": [srate, rate], "total_img_s": rate + srate, "vs_alone": (rate + srate) / alone}
-        out[v] = rows
-    return out
-
-
-def table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """The table: what ran | img/s per process | machine total | vs alone."""
-    lines = ["| variant | what ran | img/s per process | machine total | vs alone |", "|---|---|---|---|---|"]
-    for v, rows in summary.items():
-        for name, r in rows.items():
-            if name == "train":
-                lines.append(f"| {v} | train alone | {r['total_img_s']:,.0f} | {r['total_img_s']:,.0f} img/s | 1.00× |")
-            elif name == "train+train":
-                per = " + ".join(f"{x:,.0f}" for x in r["per_process"])
-                lines.append(f"| {v} | train + train | {per} | {r['total_img_s']:,.0f} img/s | {r['vs_alone']:.2f}× |")
-            elif name == "study+train":
-                study, train = r["per_process"]
-                lines.append(
-                    f"| {v} | study + train | study {study:,.0f}; train {train:,.0f} | {r['total_img_s']:,.0f} img/s | {r['vs_alone']:.2f}× |"
-                )
-            elif name == "train+evaluate":
-                a, b = r["shares"]
-                lines.append(
-                    f"| {v} | train + evaluate | train {r['per_process'][0]:,.0f}; evaluate {r['eval_s']:.1f} s "
-                    f"(alone {r['eval_alone_s']:.1f} s) | train {a:.2f} + evaluate {b:.2f} of alone | {r['vs_alone']:.2f}× |"
-                )
-    return "\n".join(lines)
-
-
-def machine() -> dict[str, Any]:
-    """The CPU's model name and its cores."""
-    name = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": name, "cores": share.cores(), "python": platform.python_version()}
 
 
 def main(

@@ -213,7 +213,7 @@ class Registry:
                 os.close(fd)
         for pid in set(self._cpu) - {p.pid for p, _ in live} - {_MACHINE, _SELF}:
             del self._cpu[pid]
-        machine = self._rate(_MACHINE, _machine_busy_seconds(), now)
+        machine = self._rate(_MACHINE, machine_busy_seconds(), now)
         own = self._rate(_SELF, _cpu_seconds(os.getpid()), now)
         outside = 0.0
         if machine is not None and own is not None and all(r is not None for _, r in live):
@@ -243,7 +243,7 @@ def _read_peer(fd: int, name: str) -> Peer | None:
         return None  # being written this instant: counted at the next look
 
 
-def _machine_busy_seconds() -> float | None:
+def machine_busy_seconds() -> float | None:
     """CPU seconds the whole machine has been busy (all cores; steal and idle left out) from /proc/stat."""
     try:
         v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
