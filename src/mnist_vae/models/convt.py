@@ -121,7 +121,6 @@ class _SplitBackwardConvT(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         stride, padding, output_padding = ctx.conf
-        grad = grad.to(x.dtype)  # (under bf16 autocast a gradient can arrive in fp32)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_x = F.conv2d(grad, weight, None, stride, padding)

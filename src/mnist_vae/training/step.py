@@ -81,10 +81,7 @@ class TrainStep:
             loss, recon, kl = elbo_terms(logits, x, mu, logvar, beta=kl_w, free_bits=self.t.free_bits)
         if scale != 1.0:
             loss = loss * scale
-        self.optimizer.zero_grad(set_to_none=True)
-        for layer in self.copied:
-            assert layer.bf16_copy is not None
-            layer.bf16_copy.grad = None
+        self.optimizer.zero_grad(set_to_none=True)  # (a copy's gradient is cleared by its update)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
