@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from .._version import __version__
 from ..errors import MnistVaeError, TrainingDiverged
 from ..runtime import logging as runlog
 from . import evaluate, pictures, score, serve, study, train
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mnist-vae",
         description="Train, evaluate and explore a VAE for handwritten digits (LSTM row encoder, transposed-conv decoder).",
     )
+    parser.add_argument("--version", action="version", version=f"mnist-vae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Command, help: str, log_stream: str = "stdout") -> argparse.ArgumentParser:
