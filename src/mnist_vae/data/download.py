@@ -106,7 +106,10 @@ def download_mnist(
                     log.info(f"downloaded {fname} from {url}")
                 break
             else:
-                raise DataError(f"{fname}: download failed from every mirror: {'; '.join(failures) or 'no mirrors'}")
+                raise DataError(
+                    f"{fname}: download failed from every mirror ({'; '.join(failures) or 'no mirrors'}); "
+                    f"to use the files without downloading, put {', '.join(files)} in {cache} (or give --data-path DIR)"
+                )
     except BaseException:
         if not keep_partial:
             for p in created:

@@ -4,8 +4,8 @@
 - ``decoder.onnx``: input ``z`` [B, latent_dim] float32 -> output ``probabilities`` [B, 28, 28]
 
 The batch axis is dynamic. Both graphs are traced with torch's TorchScript-based exporter, which
-turns the row LSTM into one ONNX ``LSTM`` op; it needs no package beyond torch. Running or
-checking the files needs the optional ``onnxruntime`` / ``onnx`` packages (``mnist-vae[onnx]``).
+turns the row LSTM into one ONNX ``LSTM`` op. That exporter needs the ``onnx`` package (torch
+2.9 and newer), and running the files needs ``onnxruntime``: both come with ``mnist-vae[onnx]``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..config import IMAGE_SIZE
+from ..errors import MnistVaeError
 from ..io import atomic_path, atomic_write_text
 from ..models import VAE
 
@@ -63,6 +64,10 @@ def _export(module: nn.Module, example: torch.Tensor, path: Path, inputs: list[s
 @torch.no_grad()
 def export_onnx(model: VAE, out_dir: str | Path, config_name: str = "") -> list[Path]:
     """Write ``encoder.onnx``, ``decoder.onnx`` and ``onnx.json`` (shapes and names) to ``out_dir``."""
+    try:
+        import onnx
+    except ImportError:
+        raise MnistVaeError("export needs the onnx extra: pip install 'mnist-vae[onnx]'") from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model.to("cpu").eval()
@@ -70,13 +75,8 @@ def export_onnx(model: VAE, out_dir: str | Path, config_name: str = "") -> list[
     enc, dec = out / "encoder.onnx", out / "decoder.onnx"
     _export(EncoderGraph(model), torch.rand(2, IMAGE_SIZE, IMAGE_SIZE), enc, ["images"], ["mu", "logvar"])
     _export(DecoderGraph(model), torch.randn(2, latent), dec, ["z"], ["probabilities"])
-    try:
-        import onnx
-    except ImportError:
-        pass
-    else:
-        for p in (enc, dec):
-            onnx.checker.check_model(str(p))
+    for p in (enc, dec):
+        onnx.checker.check_model(str(p))
     info = {
         "config": config_name,
         "opset": OPSET,
