@@ -69,6 +69,9 @@ def test_until_settled_adds_rounds_records_them_resumes_and_respects_the_budget(
     measured = [c for c in result["claims"] if c["verdict"] != "not measured"]
     assert measured and all(c["procedure"].startswith("anytime-valid") for c in measured)
     assert result["meta"]["sequential"] and result["meta"]["rounds"] == rounds
+    timing = settle.load_timing(out)  # each round's estimate beside its measured wall time
+    assert [t["round"] for t in timing] == [1, 2] and all(t["measured_s"] > 0 and t["estimate_s"] > 0 for t in timing)
+    assert any(m.startswith("until-settled: round 2 took ") and "estimated about" in m for m in logs)
     assert "anytime-valid" in (out / "report.md").read_text()
     # Started again with a larger --max-seeds: the recorded rounds are reused (nothing retrained), then one more.
     with captured_log() as logs:

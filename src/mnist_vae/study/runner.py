@@ -189,8 +189,23 @@ def _settle(
     costs: list[cost.RunCost],
     t0: float,
 ) -> tuple[list[dict[str, Any]], str]:
-    """Add rounds of seeds where claims are open, until they are settled, --max-seeds, or the budget would be overrun."""
-    by_config = {c.config: c for c in costs}
+    """Add rounds of seeds where claims are open, until they are settled, --max-seeds, or the budget would be overrun.
+
+    A round's wall time is estimated from the runs this study finished (per configuration and number
+    of jobs) and from how long the rounds it timed took (:func:`cost.round_estimate`); the budget is
+    checked against the upper end of what was observed. Each round's estimate and measured time are
+    logged and kept in rounds.json.
+    """
+    by_config = {c.config: c for c in costs if not c.first}
+    timing = settle.load_timing(plan.out)
+    if not any(t["round"] == 1 for t in timing):  # the first round ran just now, in this process
+        first = [r for r in rows if r["seed"] in rounds[0].get(r["config"], [])]
+        est, upper = cost.round_estimate([by_config[j.config] for j in plan_jobs(plan, s, rounds[0])], cost.Observed(), plan.workers)
+        measured = cost.round_wall(first, since=time.time() - (time.perf_counter() - t0))
+        timing.insert(0, {"round": 1, "jobs": plan.workers, "estimate_s": est, "upper_s": upper, "measured_s": measured,
+                          "source": cost.source(costs)})  # fmt: skip
+        settle.save_rounds(plan.out, rounds, timing)
+        log.info(f"until-settled: round 1 {_took(timing[0])}")
     while True:
         claims = evaluate_claims(rows, sequential=True)
         nxt, why = settle.next_round(claims, settle.seeds_so_far(rounds), s.max_seeds, plan.workers)
@@ -198,19 +213,36 @@ def _settle(
             log.info(f"until-settled: stopping: {why}")
             return rows, why
         jobs = plan_jobs(plan, s, nxt)
-        need = cost.wall_estimate([by_config[j.config] for j in jobs], plan.workers)
+        seen = cost.observe(rows, rounds, timing, plan.workers)
+        learned = {c.config: c for c in cost.learn(list(by_config.values()), seen, plan.workers)}
+        need, upper = cost.round_estimate([learned[j.config] for j in jobs], seen, plan.workers)
         gone = time.perf_counter() - t0
-        if s.budget_s is not None and gone + need > s.budget_s:
+        if s.budget_s is not None and gone + upper > s.budget_s:
             why = (
-                f"the next round ({len(jobs)} run(s) of {', '.join(nxt)}) would take about {need / 60:.0f} min; "
-                f"{gone / 60:.0f} min are gone, so it would overrun the budget of {s.budget_s / 60:.0f} min"
+                f"the next round ({len(jobs)} run(s) of {', '.join(nxt)}) would take about {need / 60:.1f} min, up to "
+                f"{upper / 60:.1f} min; {gone / 60:.0f} min are gone, so it could overrun the budget of {s.budget_s / 60:.0f} min"
             )
             log.info(f"until-settled: stopping before the next round: {why}")
             return rows, why
         rounds.append(nxt)
-        settle.save_rounds(plan.out, rounds)  # recorded before it runs: a restarted study runs the same round
-        log.info(f"until-settled: round {len(rounds)}: {why}; {len(jobs)} run(s), about {need / 60:.0f} min")
+        record = {"round": len(rounds), "jobs": plan.workers, "estimate_s": need, "upper_s": upper, "measured_s": None,
+                  "source": cost.source([learned[j.config] for j in jobs])}  # fmt: skip
+        timing = [t for t in timing if t["round"] != len(rounds)] + [record]
+        settle.save_rounds(plan.out, rounds, timing)  # recorded before it runs: a restarted study runs the same round
+        log.info(f"until-settled: round {len(rounds)}: {why}; {len(jobs)} run(s), about {need / 60:.1f} min (up to {upper / 60:.1f} min)")
+        start = time.perf_counter()
         rows += _execute(jobs, ex, ds, clf)
+        record["measured_s"] = time.perf_counter() - start
+        settle.save_rounds(plan.out, rounds, timing)
+        log.info(f"until-settled: round {len(rounds)} {_took(record)}")
+
+
+def _took(t: dict[str, Any]) -> str:
+    """A round's measured wall time beside its estimate, for the log."""
+    took = "took an unknown time (its runs began before this start of the study, or their folders do not say when)"
+    if t["measured_s"] is not None:
+        took = f"took {t['measured_s'] / 60:.1f} min"
+    return f"{took}; estimated about {t['estimate_s'] / 60:.1f} min, up to {t['upper_s'] / 60:.1f} min ({t['source']})"
 
 
 def _report(plan: StudyPlan, rows: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[dict[str, Any], Path, Path]:
@@ -257,9 +289,15 @@ def _minutes(rows: list[dict[str, Any]], key: str) -> float:
 
 
 def _estimate(plan: StudyPlan, s: StudySettings, ds: Dataset) -> list[cost.RunCost]:
-    """Time a few steps of every configuration here and say what the whole study will cost."""
+    """Time a few steps of every configuration here, or take what its runs already finished in this folder took,
+    add the classifier's first training when it is not cached, and say what the whole study will cost."""
     costs = cost.estimate(plan.configs, len(plan.seeds), s.eval, len(ds.train_labels), len(ds.test_labels), screen=s.screen)
-    log.info(f"study: the estimated cost of its {len(costs)} run(s) on this machine (each timed on a few steps):")
+    rounds = settle.load_rounds(plan.out) or [{n: plan.seeds for n in plan.names}]
+    done = cost.finished([j for r in rounds for j in plan_jobs(plan, s, r)])
+    costs = cost.learn(costs, cost.observe(done, rounds, settle.load_timing(plan.out), plan.workers), plan.workers)
+    first = None if s.screen else cost.classifier_cost(ds)
+    costs += [first] if first is not None else []
+    log.info(f"study: the estimated cost of its {len(plan.names) * len(plan.seeds)} run(s) on this machine:")
     for line in cost.describe(costs, plan.workers):
         log.info(line)
     return costs

@@ -34,19 +34,46 @@ def parse_duration(text: str) -> float:
 
 def load_rounds(out: Path) -> list[dict[str, list[int]]]:
     """The rounds recorded in ``out`` (each: configuration -> seeds added)."""
+    rounds: list[dict[str, list[int]]] = _read(out)["rounds"]
+    return rounds
+
+
+def load_timing(out: Path) -> list[dict[str, Any]]:
+    """Per round recorded in ``out``: ``round`` (from 1), ``jobs``, the wall seconds estimated before it ran
+    (``estimate_s``, ``upper_s``) and measured (``measured_s``, None until it finished or when unknown).
+    Empty for a rounds.json written before rounds were timed."""
+    path = Path(out) / ROUNDS
+    try:
+        return [
+            {
+                "round": int(t["round"]),
+                "jobs": int(t["jobs"]),
+                **{k: None if t.get(k) is None else float(t[k]) for k in ("estimate_s", "upper_s", "measured_s")},
+                "source": str(t.get("source", "")),
+            }
+            for t in _read(out).get("timing", [])
+        ]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError(f"{path}: its 'timing' is unreadable; remove it to start the sequential rounds again") from None
+
+
+def _read(out: Path) -> dict[str, Any]:
     path = Path(out) / ROUNDS
     if not path.exists():
-        return []
+        return {"rounds": []}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return [{str(k): [int(s) for s in v] for k, v in r.items()} for r in data["rounds"]]
+        return {**data, "rounds": [{str(k): [int(s) for s in v] for k, v in r.items()} for r in data["rounds"]]}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise ConfigError(f"{path}: unreadable; remove it to start the sequential rounds again") from None
 
 
-def save_rounds(out: Path, rounds: list[dict[str, list[int]]]) -> None:
-    """Record the rounds (atomically), before the newest one runs."""
-    atomic_write_text(Path(out) / ROUNDS, json.dumps({"rounds": rounds}, indent=2))
+def save_rounds(out: Path, rounds: list[dict[str, list[int]]], timing: list[dict[str, Any]] | None = None) -> None:
+    """Record the rounds (atomically), before the newest one runs, and with them the rounds' ``timing``
+    (None: keep what the file has)."""
+    timing = load_timing(out) if timing is None else timing
+    data: dict[str, Any] = {"rounds": rounds, **({"timing": timing} if timing else {})}
+    atomic_write_text(Path(out) / ROUNDS, json.dumps(data, indent=2))
 
 
 def seeds_so_far(rounds: list[dict[str, list[int]]]) -> dict[str, list[int]]:
