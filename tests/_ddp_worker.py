@@ -17,13 +17,16 @@ from mnist_vae.presets import get_config
 made = []
 
 
-class RecordingVAE(R.VAE):  # lets the test see every rank's model, not only rank 0's checkpoint
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        made.append(self)
+_build_model = R.build_model
 
 
-R.VAE = RecordingVAE
+def recording_build_model(*args, **kwargs):  # lets the test see every rank's model, not only rank 0's checkpoint
+    model = _build_model(*args, **kwargs)
+    made.append(model)
+    return model
+
+
+R.build_model = recording_build_model
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ LAYERS = {
     "presets": 0,
     "losses": 0,
     "stats": 0,
+    "seeds": 0,
     "_version": 0,
     "io": 1,
     "runtime": 1,
@@ -164,3 +165,24 @@ def test_the_package_never_imports_scripts_or_experiments():
     for path in PACKAGE.rglob("*.py"):
         source = path.read_text(encoding="utf-8")
         assert not any(f"import {o}" in source or f"from {o}" in source for o in OUTSIDE), path
+
+
+#: The one definition outside losses.py that may write the loss itself: bench's plain reference loop.
+#: The benchmark times the product's training against it, so it must not share the product's code.
+PLAIN_REFERENCE = ("mnist_vae.bench.loops", "ReferenceLoop")
+
+
+def _writes_the_loss(node: ast.AST) -> bool:
+    """Whether a definition spells the ELBO out: the Bernoulli reconstruction term and the Gaussian KL term."""
+    text = ast.unparse(node)
+    return "binary_cross_entropy_with_logits" in text and "logvar.exp()" in text
+
+
+def test_the_loss_is_written_once_and_by_the_plain_reference():
+    writers = []
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        if module != "mnist_vae.losses":
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            writers += [(module, n.name) for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef) and _writes_the_loss(n)]
+    assert writers == [PLAIN_REFERENCE]

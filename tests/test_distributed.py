@@ -228,10 +228,12 @@ def test_auto_device_falls_back_to_the_cpu_when_processes_outnumber_gpus(monkeyp
 def test_fp16_grad_scaler_starts_low_enough_not_to_skip_the_first_steps(tiny, tmp_path):
     from mnist_vae.data import prepare_data
     from mnist_vae.models import VAE
+    from mnist_vae.training.resolved import ResolvedRun
     from mnist_vae.training.trainer import Trainer
 
     cfg = tiny_run_config(tiny, 1, 100, precision="fp16", device="cpu")  # the scaler is the same object on any device
-    trainer = Trainer(cfg, VAE(cfg.model), prepare_data(cfg, torch.device("cpu")), torch.device("cpu"), DistInfo(), tmp_path, [])
+    run = ResolvedRun(cfg, torch.device("cpu"), tmp_path, DistInfo())
+    trainer = Trainer(run, VAE(cfg.model), prepare_data(cfg, torch.device("cpu")), [])
     # A loss of ~500 nats times the default 65536 overflows fp16 gradients (max 65504) for ~10 steps.
     assert trainer.scaler is not None and trainer.scaler.get_scale() == 2.0**10
 

@@ -33,3 +33,17 @@ def test_old_run_folder_decodes_the_same() -> None:
     # Sums recorded when the fixture was written; the same weights must give the same pixels.
     assert float(vae.reconstruct(x).double().sum()) == pytest.approx(426.31845074892044, rel=1e-6)
     assert float(vae.sample(3, seed=0).double().sum()) == pytest.approx(1278.471058666706, rel=1e-6)
+
+
+def test_resume_may_change_only_the_resumable_fields_and_the_error_names_the_field() -> None:
+    from mnist_vae.config import RESUMABLE
+    from mnist_vae.errors import ConfigError
+    from mnist_vae.runs.folder import resume_point
+
+    cfg = read_run_config(RUN)
+    assert RESUMABLE == ("epochs", "threads")
+    ckpt = resume_point(RUN, cfg.replace(epochs=5, threads=3))
+    assert ckpt is not None and ckpt.path.name == "E0001-S00000"
+    for change, name in (({"lr": 0.5}, "train.lr"), ({"latent_dim": 3}, "model.latent_dim"), ({"threads": 2, "seed": 7}, "train.seed")):
+        with pytest.raises(ConfigError, match=rf"may only change train\.epochs and train\.threads; {name} is"):
+            resume_point(RUN, cfg.replace(**change))

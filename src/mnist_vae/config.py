@@ -324,6 +324,15 @@ class RunConfig:
             train=dataclasses.replace(self.train, **train) if train else self.train,
         )
 
+    def resume_difference(self, other: RunConfig) -> tuple[str, Any, Any] | None:
+        """The first field, other than :data:`RESUMABLE`, in which ``other`` differs: (section.field, ours, theirs); None: it may continue this run."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        for section in ("model", "train"):
+            for key, value in mine[section].items():
+                if key not in RESUMABLE and theirs[section].get(key) != value:
+                    return f"{section}.{key}", value, theirs[section].get(key)
+        return None
+
     def override(self, assignments: list[str]) -> RunConfig:
         """Apply ``key=value`` strings (``latent_dim=2``, ``train.lr=1e-3``); values parse as TOML."""
         d = self.to_dict()
@@ -355,6 +364,9 @@ class RunConfig:
             d[section][name] = value
         return RunConfig.from_dict(d, source="--set")
 
+
+#: The only fields a resumed run may change: its length and this machine's thread count; all else is the run's own.
+RESUMABLE: tuple[str, ...] = ("epochs", "threads")
 
 #: ``encoder_options.NAME`` or ``model.decoder_options.NAME`` in ``--set`` and study variants.
 _OPTION_KEY = re.compile(r"(?:model\.)?((?:en|de)coder_options)\.([\w-]+)")

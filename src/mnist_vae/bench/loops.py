@@ -19,7 +19,7 @@ from ..config import RunConfig
 from ..data import Dataset, load_dataset, to_unit_float
 from ..evaluation.likelihood import importance_nll
 from ..losses import elbo
-from ..models import VAE, count_parameters
+from ..models import VAE, build_model, count_parameters
 from ..models.flops import forward_flops, train_flops
 from ..presets import get_config
 from ..runtime.device import autocast_for, native_bf16, resolve_device
@@ -51,9 +51,8 @@ class ReferenceLoop:
     def __init__(self, cfg: RunConfig, train_x: torch.Tensor, fused_adam: bool = True, device: str = "cpu") -> None:
         torch.manual_seed(cfg.train.seed)
         self.device = torch.device(device)
-        self.model = VAE(cfg.model).to(self.device)
         # The same model-level speed options as the product, so the ratio measures the loop alone.
-        self.model.channels_last = cfg.train.channels_last
+        self.model = build_model(cfg, self.device)
         self.autocast = autocast_for(cfg.train.precision, self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr, fused=fused_adam)
         self.b, self.x = cfg.train.batch_size, train_x.to(self.device)

@@ -6,13 +6,14 @@ import argparse
 import logging
 from pathlib import Path
 
+from ..config import RESUMABLE
 from ..errors import ConfigError
-from .common import Adder, add_train_options, resolve_config
+from .common import TRAIN_FLAGS, Adder, add_train_options, resolve_config
 
 log = logging.getLogger("mnist_vae.cli")
 
-#: Options that a resumed run may not be given: its own config.toml governs it.
-RESUME_CONFLICTS = ("config", "set", "lr", "batch_size", "seed", "dataset", "data_path", "binarize", "device", "precision", "out", "force")
+#: Options that a resumed run may not be given: its own config.toml governs it (all but the RESUMABLE fields).
+RESUME_CONFLICTS = ("config", "set", *(f for f in TRAIN_FLAGS if f not in RESUMABLE), "out", "force")
 
 
 def cmd_configs(args: argparse.Namespace) -> int:
@@ -66,10 +67,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         given = [f"--{k.replace('_', '-')}" for k in RESUME_CONFLICTS if getattr(args, k, None) not in (None, False, [])]
         if given:
             raise ConfigError(
-                f"--resume continues a run with its own config.toml; only --epochs and --threads may be given with it, not {', '.join(given)}"
+                f"--resume continues a run with its own config.toml; only {' and '.join(f'--{f}' for f in RESUMABLE)} may be given with it, "
+                f"not {', '.join(given)}"
             )
         cfg = read_run_config(Path(args.resume))
-        changes = {k: getattr(args, k) for k in ("epochs", "threads") if getattr(args, k) is not None}
+        changes = {k: getattr(args, k) for k in RESUMABLE if getattr(args, k) is not None}
         cfg = cfg.replace(**changes) if changes else cfg
         out = args.resume
     else:

@@ -10,12 +10,13 @@ from .registry import (
     unregister_decoder,
     unregister_encoder,
 )
-from .vae import VAE, count_parameters, lerp
+from .vae import VAE, build_model, count_parameters, lerp
 
 __all__ = [
     "VAE",
     "Plugin",
     "PluginError",
+    "build_model",
     "count_parameters",
     "decoder_kinds",
     "encoder_kinds",

@@ -12,7 +12,7 @@ import copy
 import torch
 from torch import nn
 
-from ..config import IMAGE_SIZE, ModelConfig
+from ..config import IMAGE_SIZE, ModelConfig, RunConfig
 from .decoder import Decoder
 from .encoder import Encoder  # noqa: F401  (registers the built-in encoders)
 from .registry import build_decoder, build_encoder
@@ -122,6 +122,13 @@ def lerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
     """``steps`` evenly spaced points from a [D] to b [D], ends included: [steps, D]."""
     alpha = torch.linspace(0, 1, steps, device=a.device).unsqueeze(1)  # [steps, 1]
     return (1 - alpha) * a + alpha * b
+
+
+def build_model(cfg: RunConfig, device: torch.device | str = "cpu") -> VAE:
+    """The run's VAE on ``device`` with its training layout applied (``channels_last``): the one way a run gets its model."""
+    model = VAE(cfg.model).to(device)
+    model.channels_last = cfg.train.channels_last
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -32,8 +32,7 @@ from safetensors.torch import save as save_safetensors
 
 from ..config import RunConfig
 from ..errors import CheckpointError, WriteError
-from ..io import atomic_dir, atomic_write_text, read_safetensors, sha256_file
-from ..io.atomic import TEMP_DIR_PREFIX
+from ..io import atomic_dir, atomic_write_text, read_safetensors, remove_stale_temps, sha256_file
 from ..models.registry import PluginError, plugin_records, require_plugins
 
 log = logging.getLogger(__name__)
@@ -98,15 +97,9 @@ def save_checkpoint(run_dir: Path, config: RunConfig, model: torch.nn.Module, tr
     return final
 
 
-def remove_partial_checkpoints(run_dir: Path) -> None:
-    """Delete half-written checkpoint folders (``.tmp-*``) a killed process left behind."""
-    for leftover in (Path(run_dir) / "checkpoints").glob(TEMP_DIR_PREFIX + "*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
 def _prune(root: Path) -> None:
     # Keep the KEEP newest *good* checkpoints; anything older (or half-written leftovers) goes.
-    remove_partial_checkpoints(root.parent)
+    remove_stale_temps(root)
     good = [p for p in list_checkpoints(root.parent) if verify_checkpoint(p) is None]
     keep = set(good[-KEEP:])
     for p in list_checkpoints(root.parent):

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._version import __version__
-from ..config import RunConfig, load_toml
-from ..errors import CheckpointError, RunExistsError
+from ..config import RESUMABLE, RunConfig, load_toml
+from ..errors import CheckpointError, ConfigError, RunExistsError
 from ..io import atomic_dir, atomic_write_text, remove_stale_temps, write_failure
 from ..models import VAE
 from ..models.registry import plugin_records, require_plugins
-from .checkpoint import latest_checkpoint, load_model_weights
+from .checkpoint import Checkpoint, latest_checkpoint, load_model_weights
 
 if TYPE_CHECKING:
     from ..data import Dataset
@@ -60,13 +60,13 @@ def _temp_prefix(run_dir: Path) -> str:
     return f".{run_dir.name}.tmp-"
 
 
-def claim_run_dir(run_dir: Path, cfg: RunConfig, meta: dict[str, Any], force: bool) -> None:
+def claim_run_dir(run_dir: Path, cfg: RunConfig, meta: dict[str, Any], replace: bool) -> None:
     """Create ``run_dir`` with ``run.json``, ``config.toml`` and ``meta.json`` inside, in one rename.
 
-    Refuses to overwrite an existing run unless ``force``. Leftovers of an earlier claim of the
-    same name that was killed half-way (hidden ``.NAME.tmp-*`` folders beside it) are removed.
+    ``replace``: what :func:`check_run_dir` answered (the run there may be replaced); it is the
+    caller's to ask first, before any data is read. Leftovers of an earlier claim of the same name
+    that was killed half-way (hidden ``.NAME.tmp-*`` folders beside it) are removed.
     """
-    replace = check_run_dir(run_dir, force)
     for stale in run_dir.parent.glob(_temp_prefix(run_dir) + "*") if run_dir.parent.is_dir() else ():
         shutil.rmtree(stale, ignore_errors=True)
     with atomic_dir(run_dir, replace=replace or run_dir.is_dir(), prefix=_temp_prefix(run_dir)) as tmp:
@@ -82,6 +82,28 @@ def prepare_resume(run_dir: Path) -> None:
         remove_stale_temps(run_dir / "checkpoints")
     except OSError as exc:
         raise write_failure(run_dir, exc) from None
+
+
+def resume_point(run_dir: Path, cfg: RunConfig) -> Checkpoint | None:
+    """The newest good checkpoint of the run in ``run_dir`` (None: none yet), once ``cfg`` is shown to continue that run.
+
+    ``cfg`` may differ from the run's ``config.toml``, and from the checkpoint's own config, only in
+    :data:`~mnist_vae.config.RESUMABLE`; the error names the first other field that differs.
+    """
+    may = " and ".join(f"train.{f}" for f in RESUMABLE)
+    diff = read_run_config(run_dir).resume_difference(cfg)
+    if diff:
+        raise ConfigError(
+            f"{run_dir}: --resume may only change {may}; {diff[0]} is {diff[1]!r} in the run's config.toml, {diff[2]!r} given"
+        )
+    ckpt = latest_checkpoint(run_dir)
+    diff = ckpt.config.resume_difference(cfg) if ckpt is not None else None
+    if ckpt is not None and diff:
+        raise CheckpointError(
+            f"{ckpt.path}: written for another configuration than {run_dir / 'config.toml'} "
+            f"({diff[0]} is {diff[1]!r} in the checkpoint, {diff[2]!r} in the config); restore the run's config.toml"
+        )
+    return ckpt
 
 
 def run_meta(cfg: RunConfig, dataset: Dataset, parameters: int, threads: int, device: torch.device, processes: int = 1) -> dict[str, Any]:

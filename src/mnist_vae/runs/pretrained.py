@@ -26,6 +26,7 @@ from ..errors import CheckpointError, ConfigError
 from ..io import sha256_file
 from ..losses import elbo
 from ..models import VAE
+from ..seeds import Seeds
 from .checkpoint import load_model_weights, read_weights
 from .folder import Run
 
@@ -104,7 +105,7 @@ def open_pretrained(name: str, device: str | torch.device = "cpu", directory: st
 
 def elbo_seed(config: RunConfig, epoch: int) -> int:
     """The generator seed of the test −ELBO the trainer records for epoch ``epoch`` (1-based): ``seed * 1000 + epoch - 1``."""
-    return config.train.seed * 1000 + epoch - 1
+    return Seeds(config.train.seed).test_elbo(epoch - 1)
 
 
 def measure_test_elbo(model: VAE, config: RunConfig, epoch: int, dataset: Dataset | None = None) -> dict[str, Any]:

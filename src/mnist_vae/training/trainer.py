@@ -1,7 +1,7 @@
 """The training loop: a :class:`Trainer` that restores, runs epochs of steps, and ends each epoch.
 
 Read it top to bottom: :meth:`Trainer.fit` runs :meth:`~Trainer.run_epoch` until the configured
-number of epochs is reached; an epoch draws its shuffle, takes :meth:`~Trainer.step` after step,
+number of epochs is reached; an epoch draws its shuffle, takes step after step (:class:`~.step.TrainStep`),
 and every few steps :meth:`~Trainer.check` s for a NaN loss or a stop request;
 :meth:`~Trainer.end_epoch` measures the test ELBO and hands the record to the callbacks, which
 write checkpoints, metrics, snapshots and pictures (see :mod:`.callbacks`). On an accelerator the
@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-from ..config import RunConfig
 from ..data import Prepared
 from ..errors import TrainingDiverged
 from ..losses import elbo, kl_weight
@@ -32,9 +31,10 @@ from ..runs.checkpoint import (
     load_model_weights,
 )
 from ..runtime.device import device_rng_state, set_device_rng_state
-from ..runtime.distributed import DistInfo, all_reduce_, barrier, broadcast, shard
+from ..runtime.distributed import all_reduce_, barrier, broadcast, shard
 from ..runtime.process import heap_only_malloc, stop_signals
 from .callbacks import Callback
+from .resolved import ResolvedRun
 from .state import TrainState, check_world_size
 from .step import TrainStep
 
@@ -88,25 +88,19 @@ class Trainer:
     """One run's model, optimizer, data streams and state, and the loop that trains them."""
 
     def __init__(
-        self,
-        cfg: RunConfig,
-        model: VAE,
-        data: Prepared,
-        device: torch.device,
-        dist: DistInfo,
-        run_dir: Path,
-        callbacks: list[Callback],
-        stop_after_steps: int | None = None,
+        self, run: ResolvedRun, model: VAE, data: Prepared, callbacks: list[Callback], stop_after_steps: int | None = None
     ) -> None:
-        t = cfg.train
-        self.cfg, self.model, self.data, self.device, self.dist, self.run_dir = cfg, model, data, device, dist, run_dir
+        """Build the step for ``run``'s model; a run that resumes continues from its checkpoint."""
+        t, device, dist = run.cfg.train, run.device, run.dist
+        self.cfg, self.model, self.data, self.device, self.dist, self.run_dir = run.cfg, model, data, device, dist, run.run_dir
         self.callbacks, self.stop_after_steps = callbacks, stop_after_steps
         self.net: torch.nn.Module = model
         if dist.active:
             from torch.nn.parallel import DistributedDataParallel
 
             self.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.data_rng = torch.Generator(device="cpu").manual_seed(t.seed)
+        self.seeds = run.seeds
+        self.data_rng = torch.Generator(device="cpu").manual_seed(self.seeds.data)
         self.state = TrainState()
         self.n_train = len(data.train_x)
         self.global_batch = t.batch_size * dist.world
@@ -115,6 +109,8 @@ class Trainer:
         self.optimizer, self.scaler = self.take_step.optimizer, self.take_step.scaler
         self.check_every = 1 if device.type == "cpu" else SYNC_EVERY
         self.steps_done = 0  # in this process's life, for stop_after_steps
+        if run.checkpoint is not None:
+            self.restore(run.checkpoint)
 
     # --- resume ----------------------------------------------------------------------------------
 
@@ -175,7 +171,10 @@ class Trainer:
         for step in range(self.state.step, self.steps_per_epoch):
             x, eps, mine, n_global = self.batch(train_x, perm, step)
             weight = kl_weight(t.beta, t.kl_warmup_epochs, epoch, step, self.steps_per_epoch)
-            loss, recon, kl = self.step(x, eps, weight, mine * self.dist.world / n_global)
+            # The scale (images here × processes / images in the global batch) makes DDP's average
+            # of the processes' gradients the gradient of the mean loss over the global batch.
+            scale = mine * self.dist.world / n_global if self.dist.active else 1.0
+            loss, recon, kl = self.take_step(x, eps, weight, scale)
             sums.add(step, loss, recon, kl, mine)
             sums.images += n_global
             since_check += n_global
@@ -197,14 +196,6 @@ class Trainer:
         if len(idx) == 0:  # fewer images than processes: a zero-weight step keeps DDP in lockstep
             return train_x[global_idx[:1]], torch.zeros((*eps.shape[:-2], 1, d), device=self.device), 0, g
         return train_x[idx], eps, len(idx), g
-
-    def step(self, x: torch.Tensor, eps: torch.Tensor, kl_w: float, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One optimizer step on the batch ``x`` (:class:`~.step.TrainStep`); returns (loss, recon, kl) as device tensors.
-
-        ``scale`` (images here × processes / images in the global batch) weights the loss so that
-        DDP's average of the processes' gradients is the gradient of the mean loss over the global batch.
-        """
-        return self.take_step(x, eps, kl_w, scale if self.dist.active else 1.0)
 
     def stop_requested_locally(self) -> bool:
         return self.stop_after_steps is not None and self.steps_done >= self.stop_after_steps
@@ -251,7 +242,7 @@ class Trainer:
         test = None
         if self.dist.is_main:  # the other processes would compute the same numbers
             # Measured in fp32 whatever the training precision, so test figures compare across precisions.
-            gen = torch.Generator(device=self.device).manual_seed(t.seed * 1000 + epoch)
+            gen = torch.Generator(device=self.device).manual_seed(self.seeds.test_elbo(epoch))
             test = elbo(self.model, self.data.test_x, t.eval_batch_size, gen)
         test = broadcast(test, self.dist)
         n, seconds = sums["images"], sums["seconds"]

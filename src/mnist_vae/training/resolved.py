@@ -1,0 +1,77 @@
+"""One training run resolved once, at the entry: everything below reads it and derives nothing again.
+
+:func:`resolve_hardware` picks the device and precision before the processes of a data-parallel
+run meet; :func:`resolve_run` then settles the rest -- the configuration as it will run, the run
+folder, the thread count, the seeds and where a resume starts -- and checks each once. The
+:class:`ResolvedRun` it returns is immutable: the trainer, its step and its callbacks take it as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig
+from ..errors import ConfigError
+from ..runs.checkpoint import Checkpoint
+from ..runs.folder import check_run_dir, new_run_dir, resume_point
+from ..runtime.device import resolve_device, resolve_precision
+from ..runtime.distributed import DistInfo, auto_device_for_processes, broadcast, threads_per_process
+from ..runtime.process import set_threads
+from ..seeds import Seeds
+
+log = logging.getLogger("mnist_vae.training")
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A run as it will train: config (precision resolved), device, processes, folder, threads, seeds, resume point."""
+
+    cfg: RunConfig
+    device: torch.device
+    run_dir: Path
+    dist: DistInfo = field(default_factory=DistInfo)
+    threads: int = 1
+    resume: bool = False
+    checkpoint: Checkpoint | None = None  # where a resume starts; None: from the beginning
+    replace: bool = False  # the folder holds a run that --force replaces
+
+    @property
+    def seeds(self) -> Seeds:
+        """Every random stream of the run, from ``train.seed``."""
+        return Seeds(self.cfg.train.seed)
+
+
+def resolve_hardware(cfg: RunConfig) -> tuple[torch.device, str]:
+    """The device and the precision ``cfg`` asks for, as this machine gives them; the same in every process."""
+    device = resolve_device(cfg.train.device)
+    if cfg.train.device == "auto":
+        device = auto_device_for_processes(device)  # two processes cannot share one GPU under NCCL
+    precision = resolve_precision(cfg.train.precision, device)
+    if precision == "fp16" and device.type == "cpu":
+        # oneDNN has no float16 LSTM kernel ("could not create a primitive descriptor").
+        raise ConfigError("precision: fp16 is not supported on the CPU (no fp16 LSTM kernel); use bf16 there, or fp16 on cuda/mps")
+    return device, precision
+
+
+def resolve_run(
+    cfg: RunConfig, precision: str, device: torch.device, dist: DistInfo, out_dir: str | Path | None, *, resume: bool, force: bool
+) -> ResolvedRun:
+    """Settle and check everything a run needs before any data is read or anything written.
+
+    Errors the user can cause are raised by every process alike, before any of them waits on the
+    others, so all exit with the same one-line message instead of hanging.
+    """
+    if precision != cfg.train.precision:
+        why = f"native bf16 on this {device.type}" if precision == "bf16" else "no native bf16 here"
+        log.info(f"precision: auto -> {precision} ({why})")
+        cfg = cfg.replace(precision=precision)  # the run records what it ran with
+    # Rank 0 picks the folder: a timestamped default could differ by a second between processes.
+    run_dir = Path(broadcast(str(new_run_dir(cfg, out_dir)), dist))
+    threads = set_threads(threads_per_process(cfg.train.threads, dist))
+    checkpoint = resume_point(run_dir, cfg) if resume else None
+    replace = False if resume else check_run_dir(run_dir, force)  # before loading data, so a bad --out fails at once
+    return ResolvedRun(cfg, device, run_dir, dist, threads, resume, checkpoint, replace)
