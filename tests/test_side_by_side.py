@@ -1,11 +1,16 @@
 """The side-by-side benchmark runs the real product alone and two at once, and prints its table (no timing asserted)."""
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from mnist_vae.bench import main
-from mnist_vae.bench.side_by_side import variant_env
+from mnist_vae.bench.side_by_side import BUSY_LOOP, SideBySide, variant_env
+from mnist_vae.runtime import share
 
 from helpers import write_npz
 
@@ -34,3 +39,46 @@ def test_side_by_side_runs_and_prints_its_table(tmp_path, capsys, monkeypatch):
     summary = json.loads(out.read_text())["summary"]
     assert set(summary) == {"shared", "before"}
     assert all(x > 0 for x in summary["shared"]["train+train"]["per_process"])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="no /proc")
+def test_the_busy_loop_runs_at_the_lowest_priority():
+    loop = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+    try:
+        for _ in range(100):  # until it has reniced itself
+            cpu = share.proc_cpu(loop.pid)
+            if cpu is not None and cpu.nice == 19:
+                break
+            time.sleep(0.02)
+        assert cpu is not None and cpu.nice == 19
+    finally:
+        loop.kill()
+        loop.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="no /proc")
+def test_side_by_side_beside_a_niced_loop_and_with_a_niced_study(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MNIST_VAE_SHARE_DIR", str(tmp_path / "registry"))
+    started = []
+    start = SideBySide._start
+
+    def recording(self, args, metrics, nice=0):
+        p = start(self, args, metrics, nice)
+        started.append((args[0], share.proc_cpu(p.popen.pid).nice))  # set before the program began
+        return p
+
+    monkeypatch.setattr(SideBySide, "_start", recording)
+    npz = write_npz(tmp_path / "small.npz", n_train=400, n_test=100)
+    out = tmp_path / "sbs.json"
+    args = ["--side-by-side", "--pair-config", "mlp-vae", "--epochs", "2", "--pair-data-path", str(npz), "--pair-variants", "shared"]
+    args += ["--pair-scenarios", "train+nice-loop,nice-study+train", "--pair-rounds", "2", "--pair-wait-idle", "0"]
+    assert main([*args, "--pair-retries", "0", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("| shared | train beside a nice-19 busy loop |") == 1 and text.count("| shared | nice-19 study + train |") == 1
+    result = json.loads(out.read_text())
+    assert len(result["results"]["shared"]["train+nice-loop"]["train_img_s"]) == 2  # alternating with train alone, 2 rounds
+    assert len(result["results"]["shared"]["train"]["train_img_s"]) == 2
+    row = result["summary"]["shared"]["nice-study+train"]
+    assert row["train_vs_alone"] > 0 and all(x > 0 for x in row["per_process"])
+    assert sorted(set(started)) == [("study", 19), ("train", 0)]

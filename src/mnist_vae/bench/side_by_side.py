@@ -17,6 +17,13 @@ trains the same configuration), so 1.00× means the machine does as much work wi
 one, 0.50× half. In train+evaluate and study+train the partner (a training of many epochs, a
 study of many seeds) starts first and is killed once the measured process is done.
 
+Priorities: ``train+nice-loop`` trains beside a ``nice -n 19`` busy loop (a niced backup, an
+indexer: one core's worth of work outside the registry, started before the training and stopped
+after it); its figure is the training's speed over its speed alone, which the kernel keeps near
+1.00× when the product leaves the loop what the kernel would give it. ``nice-study+train`` is
+study+train with the study at nice 19: the training should keep its speed alone, the study take
+what is left.
+
 Variants: ``shared`` is the product as shipped; ``before`` sets ``MNIST_VAE_NO_SHARE=1`` and leaves
 every process at one thread per core (the behaviour before the cure, runtime/share.py);
 ``spin-only`` is ``before`` with libgomp's spin bounded (``GOMP_SPINCOUNT``, a lever tried and
@@ -47,7 +54,11 @@ VARIANTS = ("shared", "before", "spin-only", "passive")
 #: The spin count of the ``spin-only`` variant (libgomp's default: 300,000): the lever measured and
 #: rejected (docs/performance.md, "Side by side"); 10,000 cost 6% alone, 100,000 nothing alone.
 BOUNDED_SPIN = 100_000
-SCENARIOS = ("train", "train+train", "train+evaluate", "study+train")
+SCENARIOS = ("train", "train+train", "train+evaluate", "study+train", "train+nice-loop", "nice-study+train")
+#: The nice value of the busy loop and of the niced study (the kernel's lowest priority).
+LOW_PRIORITY = 19
+#: One core's worth of work outside the registry, at the lowest priority.
+BUSY_LOOP = f"import os\nos.nice({LOW_PRIORITY})\nwhile True:\n    pass\n"
 #: Seconds between two looks at the runs' metrics files: the precision of an epoch's time stamp.
 POLL_S = 0.02
 
@@ -153,12 +164,17 @@ class SideBySide:
         self.env = variant_env(variant)
         self.n = 0
 
-    def _start(self, args: list[str], metrics: Path | None) -> _Proc:
+    def _start(self, args: list[str], metrics: Path | None, nice: int = 0) -> _Proc:
         self.n += 1
         log = self.tmp / f"{self.variant}-{self.n}.log"
         with open(log, "wb") as f:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "mnist_vae", *args], env=self.env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+                [sys.executable, "-m", "mnist_vae", *args],
+                env=self.env,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=(lambda: os.nice(nice)) if nice else None,
             )
         return _Proc(popen, metrics, log, time.monotonic())
 
@@ -173,11 +189,11 @@ class SideBySide:
         args = ["evaluate", str(run), "--k", str(self.s.eval_k), "--samples", str(self.s.eval_samples), "--device", "cpu", "--no-progress"]
         return self._start(args, None)
 
-    def study(self, folder: Path) -> _Proc:
+    def study(self, folder: Path, nice: int = 0) -> _Proc:
         """A study of the configuration over many seeds (one job, the screen's short evaluation): stopped when no longer needed."""
         args = ["study", "--configs", self.s.config, "--seeds", "200", "--max-seeds", "200", "--epochs", str(self.s.epochs), "--jobs", "1"]
         args += ["--k", str(self.s.study_k), "--screen", "--precision", "fp32", "--train-precision", self.s.precision, "--device", "cpu"]
-        return self._start([*args, *self.s.data_args, "--out", str(folder)], folder)
+        return self._start([*args, *self.s.data_args, "--out", str(folder)], folder, nice)
 
     @staticmethod
     def _wait(procs: list[_Proc], until: list[_Proc] | None = None, first_epoch_of: _Proc | None = None) -> None:
@@ -254,9 +270,27 @@ class SideBySide:
         rate, n = self._rate(t, window)
         return {"train_img_s": [rate], "epochs_counted": [n], "eval_s": [seconds]}
 
-    def study_train(self) -> dict[str, Any]:
+    def train_nice_loop(self) -> dict[str, Any]:
+        # The loop runs before and during the whole training; it is this benchmark's child, so its CPU
+        # time is not counted as load from outside the benchmark.
+        loop = subprocess.Popen([sys.executable, "-c", BUSY_LOOP], start_new_session=True)
+        try:
+            time.sleep(0.5)  # running before the training looks at the machine
+            t = self.train(self.s.epochs)
+            self._wait([t])
+            t.check("train")
+        finally:
+            loop.kill()
+            loop.wait()
+        rate, n = self._rate(t, None)
+        return {"train_img_s": [rate], "epochs_counted": [n]}
+
+    def nice_study_train(self) -> dict[str, Any]:
+        return self.study_train(nice=LOW_PRIORITY)
+
+    def study_train(self, nice: int = 0) -> dict[str, Any]:
         # The study starts first and outlasts the training (it is stopped after it).
-        st = self.study(self.tmp / f"{self.variant}-study{self.n + 1}")
+        st = self.study(self.tmp / f"{self.variant}-study{self.n + 1}", nice)
         try:
             self._wait([st], first_epoch_of=st)
             st.check("study")
@@ -301,6 +335,10 @@ def run(
                     plan.append(("train+evaluate", sbs.train_evaluate))
                 if "study+train" in scenarios:
                     plan.append(("study+train", sbs.study_train))
+                if "train+nice-loop" in scenarios:
+                    plan.append(("train+nice-loop", sbs.train_nice_loop))
+                if "nice-study+train" in scenarios:
+                    plan.append(("nice-study+train", sbs.nice_study_train))
                 for name, fn in plan:
                     for attempt in range(retries + 1):
                         if wait_s > 0:

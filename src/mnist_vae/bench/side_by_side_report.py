@@ -44,6 +44,13 @@ def summarize(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[s
             # The study trains the same configuration with the same settings: its epochs compare with train alone.
             rate, srate = med(sc["study+train"]["train_img_s"], 0), med(sc["study+train"]["study_img_s"], 0)
             rows["study+train"] = {"per_process": [srate, rate], "total_img_s": rate + srate, "vs_alone": (rate + srate) / alone}
+        if "nice-study+train" in sc:
+            rate, srate = med(sc["nice-study+train"]["train_img_s"], 0), med(sc["nice-study+train"]["study_img_s"], 0)
+            rows["nice-study+train"] = {"per_process": [srate, rate], "total_img_s": rate + srate, "vs_alone": (rate + srate) / alone,
+                                        "train_vs_alone": rate / alone}  # fmt: skip
+        if "train+nice-loop" in sc:
+            rate = med(sc["train+nice-loop"]["train_img_s"], 0)
+            rows["train+nice-loop"] = {"per_process": [rate], "total_img_s": rate, "vs_alone": rate / alone}
         out[v] = rows
     return out
 
@@ -58,10 +65,17 @@ def table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
             elif name == "train+train":
                 per = " + ".join(f"{x:,.0f}" for x in r["per_process"])
                 lines.append(f"| {v} | train + train | {per} | {r['total_img_s']:,.0f} img/s | {r['vs_alone']:.2f}× |")
-            elif name == "study+train":
+            elif name in ("study+train", "nice-study+train"):
                 study, train = r["per_process"]
+                what = "study + train" if name == "study+train" else "nice-19 study + train"
+                mine = f" (train {r['train_vs_alone']:.2f}× of alone)" if "train_vs_alone" in r else ""
                 lines.append(
-                    f"| {v} | study + train | study {study:,.0f}; train {train:,.0f} | {r['total_img_s']:,.0f} img/s | {r['vs_alone']:.2f}× |"
+                    f"| {v} | {what} | study {study:,.0f}; train {train:,.0f}{mine} | {r['total_img_s']:,.0f} img/s | {r['vs_alone']:.2f}× |"
+                )
+            elif name == "train+nice-loop":
+                lines.append(
+                    f"| {v} | train beside a nice-19 busy loop | {r['total_img_s']:,.0f} | {r['total_img_s']:,.0f} img/s (the loop's not "
+                    f"counted) | {r['vs_alone']:.2f}× |"
                 )
             elif name == "train+evaluate":
                 a, b = r["shares"]
