@@ -1,9 +1,9 @@
 """One training run resolved once, at the entry: everything below reads it and derives nothing again.
 
-:func:`resolve_hardware` picks the device and precision before the processes of a data-parallel
-run meet; :func:`resolve_run` then settles the rest -- the configuration as it will run, the run
-folder, the thread count, the seeds and where a resume starts -- and checks each once. The
-:class:`ResolvedRun` it returns is immutable: the trainer, its step and its callbacks take it as it is.
+:func:`resolve_run` settles the device and precision, the processes of a data-parallel run, the
+configuration as it will run, the run folder, the thread count and where a resume starts, and checks
+each once. The :class:`ResolvedRun` it gives is immutable: the trainer, its step and its callbacks
+take it as it is.
 """
 
 from __future__ import annotations
@@ -20,8 +20,12 @@ from ..runs.checkpoint import Checkpoint
 from ..runs.folder import check_run_dir, new_run_dir, resume_point
 from ..runtime.device import resolve_device, resolve_precision
 from ..runtime.distributed import DistInfo, auto_device_for_processes, broadcast, threads_per_process
+from ..runtime.distributed import setup as setup_distributed
+from ..runtime.distributed import teardown as teardown_distributed
+from ..runtime.logging import set_rank
 from ..runtime.process import set_threads
 from ..seeds import Seeds
+from .tblog import require_tensorboard
 
 log = logging.getLogger("mnist_vae.training")
 
@@ -45,8 +49,15 @@ class ResolvedRun:
         return Seeds(self.cfg.train.seed)
 
 
-def resolve_hardware(cfg: RunConfig) -> tuple[torch.device, str]:
-    """The device and the precision ``cfg`` asks for, as this machine gives them; the same in every process."""
+def resolve_run(
+    cfg: RunConfig, out_dir: str | Path | None = None, *, resume: bool = False, force: bool = False, tensorboard: bool = False
+) -> ResolvedRun:
+    """Settle and check everything a run needs, before any data is read or anything written.
+
+    The processes of a data-parallel run meet here (the caller ends with :func:`teardown`, which
+    this does itself when it fails). Errors the user can cause are raised by every process alike,
+    before any of them waits on the others, so all exit with the same one-line message instead of hanging.
+    """
     device = resolve_device(cfg.train.device)
     if cfg.train.device == "auto":
         device = auto_device_for_processes(device)  # two processes cannot share one GPU under NCCL
@@ -54,24 +65,26 @@ def resolve_hardware(cfg: RunConfig) -> tuple[torch.device, str]:
     if precision == "fp16" and device.type == "cpu":
         # oneDNN has no float16 LSTM kernel ("could not create a primitive descriptor").
         raise ConfigError("precision: fp16 is not supported on the CPU (no fp16 LSTM kernel); use bf16 there, or fp16 on cuda/mps")
-    return device, precision
-
-
-def resolve_run(
-    cfg: RunConfig, precision: str, device: torch.device, dist: DistInfo, out_dir: str | Path | None, *, resume: bool, force: bool
-) -> ResolvedRun:
-    """Settle and check everything a run needs before any data is read or anything written.
-
-    Errors the user can cause are raised by every process alike, before any of them waits on the
-    others, so all exit with the same one-line message instead of hanging.
-    """
-    if precision != cfg.train.precision:
-        why = f"native bf16 on this {device.type}" if precision == "bf16" else "no native bf16 here"
-        log.info(f"precision: auto -> {precision} ({why})")
-        cfg = cfg.replace(precision=precision)  # the run records what it ran with
-    # Rank 0 picks the folder: a timestamped default could differ by a second between processes.
-    run_dir = Path(broadcast(str(new_run_dir(cfg, out_dir)), dist))
-    threads = set_threads(threads_per_process(cfg.train.threads, dist))
-    checkpoint = resume_point(run_dir, cfg) if resume else None
-    replace = False if resume else check_run_dir(run_dir, force)  # before loading data, so a bad --out fails at once
+    dist, device = setup_distributed(device)
+    set_rank(dist.rank)
+    try:
+        if tensorboard:
+            require_tensorboard()  # fail before touching the run folder
+        threads = set_threads(threads_per_process(cfg.train.threads, dist))
+        if precision != cfg.train.precision:
+            why = f"native bf16 on this {device.type}" if precision == "bf16" else "no native bf16 here"
+            log.info(f"precision: auto -> {precision} ({why})")
+            cfg = cfg.replace(precision=precision)  # the run records what it ran with
+        # Rank 0 picks the folder: a timestamped default could differ by a second between processes.
+        run_dir = Path(broadcast(str(new_run_dir(cfg, out_dir)), dist))
+        replace = False if resume else check_run_dir(run_dir, force)  # before loading data, so a bad --out fails at once
+        checkpoint = resume_point(run_dir, cfg) if resume else None
+    except BaseException:
+        teardown_distributed(dist)
+        raise
     return ResolvedRun(cfg, device, run_dir, dist, threads, resume, checkpoint, replace)
+
+
+def teardown(run: ResolvedRun) -> None:
+    """The processes of a data-parallel run part (nothing for one process)."""
+    teardown_distributed(run.dist)

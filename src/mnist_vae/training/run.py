@@ -15,12 +15,9 @@ from ..io import atomic_write_text
 from ..models import build_model, count_parameters
 from ..runs.folder import check_same_data, claim_run_dir, prepare_resume, run_meta
 from ..runtime.distributed import barrier
-from ..runtime.distributed import setup as setup_distributed
-from ..runtime.distributed import teardown as teardown_distributed
-from ..runtime.logging import set_rank
 from ..runtime.process import tune_malloc
 from . import callbacks as cb
-from .resolved import ResolvedRun, resolve_hardware, resolve_run
+from .resolved import ResolvedRun, resolve_run, teardown
 from .state import snapshot_epochs
 from .trainer import Trainer
 
@@ -50,52 +47,44 @@ def train(
     ``batch_size`` images per process; see :mod:`mnist_vae.runtime.distributed`.
     """
     tune_malloc()
-    device, precision = resolve_hardware(cfg)
-    dist, device = setup_distributed(device)
-    set_rank(dist.rank)
+    run = resolve_run(cfg, out_dir, resume=resume, force=force, tensorboard=tensorboard)
     try:
-        if tensorboard:
-            from .tblog import require_tensorboard
-
-            require_tensorboard()  # fail before touching the run folder
-        run = resolve_run(cfg, precision, device, dist, out_dir, resume=resume, force=force)
-        return _fit(run, progress=progress, figures=figures, dataset=dataset, stop_after_steps=stop_after_steps, tensorboard=tensorboard)
+        dist, run_dir = run.dist, run.run_dir
+        torch.manual_seed(run.seeds.weights)
+        # One process per machine fills the dataset cache (a download, maybe) before the others read it.
+        if dist.local_rank != 0:
+            barrier(dist)
+        data = prepare_data(run.cfg, run.device, dataset=dataset)  # bad data fails here, before anything is written
+        if dist.local_rank == 0:
+            barrier(dist)
+        if run.checkpoint is not None:
+            check_same_data(run_dir, data.dataset)  # before anything is written
+        model = build_model(run.cfg, run.device)
+        if dist.is_main:
+            _write_run_folder(run, data, model)
+        barrier(dist)  # nobody touches the folder before rank 0 has claimed it
+        callbacks = _callbacks(run, data, progress, figures, tensorboard) if dist.is_main else []
+        trainer = Trainer(run, model, data, callbacks, stop_after_steps)
+        if run.checkpoint is not None:
+            log.info(f"resuming {run_dir} from {run.checkpoint.path.name} (epoch {trainer.state.epoch}, step {trainer.state.step})")
+        elif run.resume:
+            log.info(f"resuming {run_dir}: no checkpoint yet, starting from the beginning")
+        processes = f" ({dist.world} processes, {run.cfg.train.batch_size} images each per step)" if dist.active else ""
+        log.info(f"run folder: {run_dir}{processes}")
+        trainer.fit()
+        return _final(trainer, run_dir)
     finally:
-        teardown_distributed(dist)
+        teardown(run)
 
 
-def _fit(
-    run: ResolvedRun, *, progress: bool, figures: bool, dataset: Dataset | None, stop_after_steps: int | None, tensorboard: bool
-) -> dict[str, Any]:
-    """Data, model, the run folder's files, callbacks, then the trainer's loop."""
-    cfg, dist, run_dir = run.cfg, run.dist, run.run_dir
-    torch.manual_seed(run.seeds.weights)
-    # One process per machine fills the dataset cache (a download, maybe) before the others read it.
-    if dist.local_rank != 0:
-        barrier(dist)
-    data = prepare_data(cfg, run.device, dataset=dataset)  # bad data fails here, before anything is written
-    if dist.local_rank == 0:
-        barrier(dist)
-    model = build_model(cfg, run.device)
-    if dist.is_main:
-        if run.resume:
-            prepare_resume(run_dir)
-            atomic_write_text(run_dir / "config.toml", cfg.to_toml())  # records a changed epoch count
-        else:
-            claim_run_dir(
-                run_dir, cfg, run_meta(cfg, data.dataset, count_parameters(model), run.threads, run.device, dist.world), run.replace
-            )
-    barrier(dist)  # nobody touches the folder before rank 0 has claimed it
-    callbacks = _callbacks(run, data, progress, figures, tensorboard) if dist.is_main else []
-    trainer = Trainer(run, model, data, callbacks, stop_after_steps)
-    if run.checkpoint is not None:
-        check_same_data(run_dir, data.dataset)
-        log.info(f"resuming {run_dir} from {run.checkpoint.path.name} (epoch {trainer.state.epoch}, step {trainer.state.step})")
-    elif run.resume:
-        log.info(f"resuming {run_dir}: no checkpoint yet, starting from the beginning")
-    log.info(f"run folder: {run_dir}" + (f" ({dist.world} processes, {cfg.train.batch_size} images each per step)" if dist.active else ""))
-    trainer.fit()
-    return _final(trainer, run_dir)
+def _write_run_folder(run: ResolvedRun, data: Prepared, model: torch.nn.Module) -> None:
+    """Rank 0 claims the new run's folder, or readies a resumed one (its config.toml records a changed epoch count)."""
+    if run.resume:
+        prepare_resume(run.run_dir)
+        atomic_write_text(run.run_dir / "config.toml", run.cfg.to_toml())
+    else:
+        meta = run_meta(run.cfg, data.dataset, count_parameters(model), run.threads, run.device, run.dist.world)
+        claim_run_dir(run.run_dir, run.cfg, meta, run.replace)
 
 
 def _callbacks(run: ResolvedRun, data: Prepared, progress: bool, figures: bool, tensorboard: bool) -> list[cb.Callback]:

@@ -117,8 +117,8 @@ class Trainer:
     def restore(self, ckpt: Checkpoint) -> None:
         """Continue from a checkpoint: weights, optimizer, RNG streams and progress."""
         check_world_size(ckpt, self.dist.world)
-        load_model_weights(self.model, ckpt.weights, ckpt.path / "model.safetensors")
         self.take_step.load_state_dict(ckpt.trainer)
+        load_model_weights(self.model, ckpt.weights, ckpt.path / "model.safetensors")
         torch.set_rng_state(ckpt.trainer["torch_rng"])
         if "device_rng" in ckpt.trainer and ckpt.trainer.get("device_type") == self.device.type:
             set_device_rng_state(self.device, ckpt.trainer["device_rng"])
