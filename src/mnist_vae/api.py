@@ -28,17 +28,24 @@ class TrainedVAE:
         self, model: VAE, config: RunConfig, path: Path | None = None, epoch: int = 0, history: list[dict[str, Any]] | None = None
     ) -> None:
         self.model = model.eval()
+        """The underlying ``torch.nn.Module``, in eval mode."""
         self.config = config
+        """The run's configuration (``config.name``, ``config.model``, ``config.train``)."""
         self.path = path
+        """The run folder (or the shipped weights' file), or None for a model built in memory."""
         self.epoch = epoch
+        """How many epochs the model was trained for."""
         self.history = history or []
+        """The run's per-epoch metrics (one dict per epoch, as in ``metrics.jsonl``)."""
 
     @property
     def device(self) -> torch.device:
+        """The device the model's weights are on."""
         return next(self.model.parameters()).device
 
     @property
     def latent_dim(self) -> int:
+        """The size of a latent code z."""
         return self.config.model.latent_dim
 
     def __repr__(self) -> str:
