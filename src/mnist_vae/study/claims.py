@@ -6,8 +6,12 @@ then paired by seed with :func:`~mnist_vae.stats.paired`) or, for a measurement 
 once, a function of the two runs of one seed. :func:`evaluate_claims` computes the per-seed values,
 their interval and a verdict: **supported** (the 95% interval lies on the claimed side),
 **contradicted** (on the other side), **inconclusive** (it contains the threshold, or one seed only).
-A fixed-seed study uses the Student-t interval; a study that adds seeds while it looks
-(``--until-settled``) uses the anytime-valid confidence sequence of :mod:`mnist_vae.stats.sequential`.
+Each claim declares the kind of number it measures: a measure with a known range (``bounds``: a
+share, an entropy, a count, epochs) gets the betting confidence sequence, valid whatever the shape
+of its values (:mod:`mnist_vae.stats.betting`); an unbounded one (nats, a Fréchet distance) gets the
+Student-t interval in a fixed-seed study and the anytime-valid t-mixture in a study that adds seeds
+while it looks (``--until-settled``, :mod:`mnist_vae.stats.sequential`). The claims are one family:
+:func:`evaluate_claims` marks which verdicts hold at a family-wise 5% (Holm's method).
 A claim the study cannot measure (a configuration is missing, or the runs are too short for it)
 says why instead of inventing a number.
 
@@ -31,10 +35,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..stats import Direction, Interval, interval, paired, verdict
-from ..stats.sequential import anytime_p, confidence_sequence, fixed_p, holm, seeds_for_power
+from ..stats import Direction, Interval, paired, verdict
+from ..stats.procedures import BOUNDED, FIXED, SEQUENTIAL, procedure_name, seeds_to_settle, test
+from ..stats.sequential import holm
 
 Row = dict[str, Any]
+#: The range of a measure, fixed before any study runs, or a function of the runs' epochs; None: unbounded.
+Bounds = tuple[float, float] | Callable[[int], tuple[float, float]] | None
+SHARE: tuple[float, float] = (0.0, 1.0)  # shares, accuracies and normalized entropies
+
+
+def epoch_range(epochs: int) -> tuple[float, float]:
+    """An epoch number of a run of ``epochs`` epochs lies in [1, epochs]."""
+    return 1.0, float(epochs)
+
+
+def epoch_gap_range(epochs: int) -> tuple[float, float]:
+    """A difference of two epoch numbers of runs of ``epochs`` epochs lies in [−(epochs − 1), epochs − 1]."""
+    return -(epochs - 1.0), epochs - 1.0
+
+
 STABLE_WITHIN = 0.02  # "stabilised": within 2% of the final value
 LEVEL_WITHIN = 0.01  # "converged": within 1% of the worse final loss of the pair
 ROUGH_FROM_EPOCH = 5  # roughness ignores the first, steep epochs
@@ -91,6 +111,7 @@ class Claim:
     configurations it needs, A or (A, B). Exactly one of ``metric`` (one run's number; with two
     configurations the claim is about A − B, paired by seed) and ``joint`` (a number from A's and
     B's runs of the same seed) is given. ``min_epochs``: runs shorter than this cannot tell.
+    ``bounds``: the range of the metric's number (or of the joint number), which picks the procedure.
     """
 
     group: str
@@ -106,6 +127,7 @@ class Claim:
     fmt: str = "{:.2f}"
     min_epochs: int = 1
     epochs_why: str = ""
+    bounds: Bounds = None
 
     def __post_init__(self) -> None:
         if (self.metric is None) == (self.joint is None) or not 1 <= len(self.configs) <= 2:
@@ -122,56 +144,56 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("baseline", "reconstruction loss decreased and stabilised by epoch 20",
           "first epoch whose test reconstruction loss is within 2% of its final value", "less", ("baseline",),
           metric=lambda r: stabilised_epoch(r["test_recon_history"]), threshold=20.5, unit="epoch", fmt="{:.1f}",
-          min_epochs=WRITEUP_EPOCHS, epochs_why="it names epoch 20 of the write-up's 50"),
+          min_epochs=WRITEUP_EPOCHS, epochs_why="it names epoch 20 of the write-up's 50", bounds=epoch_range),
     Claim("baseline", "KL divergence increased gradually", "test KL after the last epoch minus after the first", "greater",
           ("baseline",), metric=lambda r: r["test_kl_history"][-1] - r["test_kl_history"][0], unit="nats",
           **_curve("a trend over epochs")),
     Claim("baseline", "reconstructions were clear", "share of test reconstructions the digit classifier reads right, vs 90%",
-          "greater", ("baseline",), metric=metric("recon_accuracy"), threshold=CLEAR_ACCURACY, fmt="{:.3f}"),
+          "greater", ("baseline",), metric=metric("recon_accuracy"), threshold=CLEAR_ACCURACY, fmt="{:.3f}", bounds=SHARE),
     Claim("baseline", "generated samples often lacked detail or were blank", "share of samples blank or unreadable, vs 10%",
-          "greater", ("baseline",), metric=metric("blank_rate"), threshold=OFTEN_BLANK, fmt="{:.3f}"),
+          "greater", ("baseline",), metric=metric("blank_rate"), threshold=OFTEN_BLANK, fmt="{:.3f}", bounds=SHARE),
     Claim("deeper-decoder", "reconstructions became sharper", "reconstruction BCE at z = μ, deeper-decoder − baseline",
           "less", ("deeper-decoder", "baseline"), metric=metric("recon_mu"), unit="nats"),
     Claim("deeper-decoder", "generated digits remained repetitive (no more diverse than baseline)",
           "class-histogram entropy of samples, deeper-decoder − baseline (≤ 0 claimed)", "less", ("deeper-decoder", "baseline"),
-          metric=metric("entropy"), fmt="{:.3f}"),
+          metric=metric("entropy"), fmt="{:.3f}", bounds=SHARE),
     Claim("deeper-decoder", "KL divergence slightly higher", "test KL, deeper-decoder − baseline", "greater",
           ("deeper-decoder", "baseline"), metric=metric("kl"), unit="nats"),
     Claim("dropout", "training loss curves became unstable", "roughness of the per-epoch training loss, dropout − baseline",
           "greater", ("dropout", "baseline"), metric=lambda r: roughness(r["train_loss_history"]), unit="nats", fmt="{:.3f}",
           **_curve("roughness is measured after epoch 5")),
     Claim("dropout", "generated images showed incomplete or noisy digits", "share of samples blank or unreadable, dropout − baseline",
-          "greater", ("dropout", "baseline"), metric=metric("blank_rate"), fmt="{:.3f}"),
+          "greater", ("dropout", "baseline"), metric=metric("blank_rate"), fmt="{:.3f}", bounds=SHARE),
     Claim("dropout", "dropout alone did not improve diversity", "class-histogram entropy of samples, dropout − baseline (≤ 0 claimed)",
-          "less", ("dropout", "baseline"), metric=metric("entropy"), fmt="{:.3f}"),
+          "less", ("dropout", "baseline"), metric=metric("entropy"), fmt="{:.3f}", bounds=SHARE),
     Claim("optimized", "reconstructions were consistent and clear", "share of test reconstructions the digit classifier reads right, vs 90%",
-          "greater", ("optimized",), metric=metric("recon_accuracy"), threshold=CLEAR_ACCURACY, fmt="{:.3f}"),
+          "greater", ("optimized",), metric=metric("recon_accuracy"), threshold=CLEAR_ACCURACY, fmt="{:.3f}", bounds=SHARE),
     Claim("optimized", "generated samples covered digits 0–9", "digits with at least 5% of 10,000 samples (10 claimed)", "greater",
-          ("optimized",), metric=metric("coverage"), threshold=FULL_COVERAGE, fmt="{:.1f}"),
+          ("optimized",), metric=metric("coverage"), threshold=FULL_COVERAGE, fmt="{:.1f}", bounds=(0.0, 10.0)),
     Claim("optimized", "convergence was faster", "epochs to reach a test loss both reach, optimized − baseline", "less",
-          ("optimized", "baseline"), joint=convergence_gap, unit="epochs", fmt="{:.1f}", **_curve("convergence over epochs")),
+          ("optimized", "baseline"), joint=convergence_gap, unit="epochs", fmt="{:.1f}", bounds=epoch_gap_range, **_curve("convergence over epochs")),
     Claim("reflections", "samples improved from early to refined settings", "Fréchet distance of samples, optimized − baseline",
           "less", ("optimized", "baseline"), metric=metric("frechet")),
     Claim("reflections", "the LSTM encoder improved feature extraction compared with a dense encoder",
           "latent probe accuracy (logistic regression on μ), optimized − dense-encoder", "greater", ("optimized", "dense-encoder"),
-          metric=metric("probe_accuracy"), fmt="{:.3f}"),
+          metric=metric("probe_accuracy"), fmt="{:.3f}", bounds=SHARE),
     Claim("reflections", "learning-rate adjustments affected convergence speed and stability",
           "epochs to a common test loss, fast-lr (lr 0.001) − baseline (lr 0.0005)", "differs", ("fast-lr", "baseline"),
-          joint=convergence_gap, unit="epochs", fmt="{:.1f}", **_curve("convergence over epochs")),
+          joint=convergence_gap, unit="epochs", fmt="{:.1f}", bounds=epoch_gap_range, **_curve("convergence over epochs")),
     Claim("reflections", "excessive dropout reduced output quality", "NLL, dropout − baseline", "greater", ("dropout", "baseline"),
           metric=metric("nll"), unit="nats"),
     Claim("reflections", "KL divergence helped maintain latent space regularity",
           "share of prior samples decoded to readable digits, optimized − no-kl (the same model without the KL term)",
-          "greater", ("optimized", "no-kl"), metric=readable, fmt="{:.3f}"),
+          "greater", ("optimized", "no-kl"), metric=readable, fmt="{:.3f}", bounds=SHARE),
     Claim("reflections", "KL divergence supported smooth interpolation",
           "share of decoded latent midpoints between two test digits read with confidence ≥ 0.9, optimized − no-kl",
-          "greater", ("optimized", "no-kl"), metric=metric("midpoint_readable"), fmt="{:.3f}"),
+          "greater", ("optimized", "no-kl"), metric=metric("midpoint_readable"), fmt="{:.3f}", bounds=SHARE),
     Claim("reflections", "combining sequence modeling and convolutional decoding yielded diverse generative outputs",
           "class-histogram entropy of samples, optimized (LSTM + convolutions) − mlp-vae (dense both ways)", "greater",
-          ("optimized", "mlp-vae"), metric=metric("entropy"), fmt="{:.3f}"),
+          ("optimized", "mlp-vae"), metric=metric("entropy"), fmt="{:.3f}", bounds=SHARE),
     Claim("reflections", "combining sequence modeling and convolutional decoding yielded diverse generative outputs",
           "class-histogram entropy of samples, optimized (LSTM + convolutions) − dense-encoder (the same decoder, no LSTM)",
-          "greater", ("optimized", "dense-encoder"), metric=metric("entropy"), fmt="{:.3f}"),
+          "greater", ("optimized", "dense-encoder"), metric=metric("entropy"), fmt="{:.3f}", bounds=SHARE),
     Claim("reflections", "the LSTM encoder's latent code is as good as a dense encoder's (earlier finding: it is not)",
           "NLL, optimized − dense-encoder", "less", ("optimized", "dense-encoder"), metric=metric("nll"), unit="nats", source="finding"),
     Claim("lstm-plus", "beats the standard MLP VAE of pytorch/examples", "NLL, lstm-plus − mlp-vae", "less", ("lstm-plus", "mlp-vae"),
@@ -179,10 +201,10 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("lstm-plus", "beats the dense encoder with the same decoder", "NLL, lstm-plus − dense-encoder", "less",
           ("lstm-plus", "dense-encoder"), metric=metric("nll"), unit="nats", source="beyond"),
     Claim("lstm-plus", "keeps all 16 latent dimensions active", "active units (of 16), vs 15.5", "greater", ("lstm-plus",),
-          metric=metric("active_units"), threshold=15.5, fmt="{:.1f}", source="beyond"),
+          metric=metric("active_units"), threshold=15.5, fmt="{:.1f}", source="beyond", bounds=(0.0, 16.0)),
 )  # fmt: skip
 
-FIXED, SEQUENTIAL = "Student t, fixed seeds", "anytime-valid t (sequential)"
+__all__ = ["BOUNDED", "CLAIMS", "FIXED", "SEQUENTIAL", "Claim", "evaluate_claim", "evaluate_claims", "value_bounds"]
 
 
 def _by_seed(rows: list[Row], config: str) -> dict[int, Row]:
@@ -205,6 +227,17 @@ def claim_values(claim: Claim, rows: list[Row]) -> dict[int, float]:
     return dict(zip(kept, diffs))
 
 
+def value_bounds(claim: Claim, epochs: int) -> tuple[float, float] | None:
+    """The range of the claim's per-seed number for runs of ``epochs`` epochs (a paired difference of a measure in
+    [a, b] lies in [a − b, b − a]); None for an unbounded measure."""
+    b = claim.bounds(epochs) if callable(claim.bounds) else claim.bounds
+    if b is None:
+        return None
+    if claim.metric is not None and len(claim.configs) == 2:
+        return b[0] - b[1], b[1] - b[0]
+    return b
+
+
 def evaluate_claim(claim: Claim, rows: list[Row], sequential: bool = False) -> dict[str, Any]:
     """One row of the claim table: per-seed values, their interval, the verdict, its p-value and what would settle it."""
     out: dict[str, Any] = {
@@ -216,7 +249,7 @@ def evaluate_claim(claim: Claim, rows: list[Row], sequential: bool = False) -> d
         "direction": claim.direction,
         "threshold": claim.threshold,
         "unit": claim.unit,
-        "procedure": SEQUENTIAL if sequential else FIXED,
+        "procedure": procedure_name(claim.bounds is not None, sequential),
         "values": {},
         "effect": None,
         "p": None,
@@ -230,14 +263,15 @@ def evaluate_claim(claim: Claim, rows: list[Row], sequential: bool = False) -> d
         return out | {"verdict": "not measured", "why": why}
     values = claim_values(claim, rows)
     ordered = [values[s] for s in sorted(values)]
-    iv = confidence_sequence(ordered) if sequential else interval(ordered)
-    out |= {"values": values, "effect": _effect(iv), "verdict": verdict(iv, claim.direction, claim.threshold)}
+    bounds = value_bounds(claim, epochs)
+    tested = test(ordered, claim.threshold, bounds, sequential)
+    iv = tested.interval
+    out |= {"values": values, "effect": _effect(iv), "verdict": verdict(iv, claim.direction, claim.threshold), "p": tested.p}
+    out |= {"bounds": list(bounds) if bounds else None}
     if iv.n == 0:
         out["why"] = "no run gives a defined value (too few epochs for this measurement?)"
-    elif iv.n >= 2:
-        out["p"] = anytime_p(ordered, claim.threshold) if sequential else fixed_p(ordered, claim.threshold)
     if out["verdict"] == "inconclusive":
-        need = seeds_for_power(interval(ordered), claim.threshold, sequential=sequential)
+        need = seeds_to_settle(ordered, claim.threshold, bounds, sequential)
         out["seeds_for_power"] = need
         out["more_seeds"] = None if need is None else max(need - iv.n, 1)
     out["text"] = effect_text(iv, claim)
@@ -258,18 +292,18 @@ def effect_text(iv: Interval, claim: Claim) -> str:
 
 
 def evaluate_claims(rows: list[Row], claims: tuple[Claim, ...] = CLAIMS, sequential: bool = False) -> list[dict[str, Any]]:
-    """Every claim's row, in catalogue order, with Holm's family-wise view over the claims measured."""
+    """Every claim's row, in catalogue order, with Holm's family-wise view over the claims measured.
+
+    The family is every measured claim; a verdict "holds" family-wise when Holm's step-down rejects its
+    p-value and the claim's own interval has settled it. With anytime-valid p-values this is valid at
+    whatever round the study stops, under any dependence between the claims.
+    """
     out = [evaluate_claim(c, rows, sequential) for c in claims]
     tested = [i for i, c in enumerate(out) if c["p"] is not None]
     for i, rejected in zip(tested, holm([out[i]["p"] for i in tested])):
         settled = out[i]["verdict"] in ("supported", "contradicted")
         out[i]["holm"] = ("holds" if rejected else "not at family-wise 5%") if settled else "—"
     return out
-
-
-def open_claims(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The measured claims still inconclusive (what adding seeds could settle)."""
-    return [c for c in results if c["verdict"] in ("inconclusive", "inconclusive: one seed")]
 
 
 def protocol_differences(meta: dict[str, Any]) -> list[str]:
