@@ -1,6 +1,6 @@
 """The three-seed comparison of `lstm-plus` with `dense-encoder` and `mlp-vae` in docs/evaluation.md.
 
-    python scripts/lstm_three_seeds.py
+    python experiments/lstm_three_seeds.py
 
 Seeds 0 and 1 come from the GPU study (docs/results/h200/lstm.json), seed 2 from the CPU runs
 (docs/results/cpu/lstm_seed2.json); the intervals and verdicts are the study's own

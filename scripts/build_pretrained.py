@@ -10,8 +10,8 @@ and writes ``pretrained.json`` (SHA-256, size, command, source commit, epochs, s
 SHA-256, parameter count, recorded and re-measured test −ELBO, the per-epoch metrics). Every file
 is written atomically; the manifest last, so it never names weights that are not there.
 
-    python scripts/build_pretrained.py                                  # train all three (about 10 min on 2 cores)
-    python scripts/build_pretrained.py --from-runs /work/artifacts/before --source-commit a38aabf \\
+    python scripts/build_pretrained.py                                  # train all three (docs/api.md: how long)
+    python scripts/build_pretrained.py --from-runs runs/before --source-commit a38aabf \\
         --program "python -m mnist_vae"                                 # what made the shipped files
 """
 
@@ -81,8 +81,8 @@ def entry_for(name: str, run_dir: Path, out_dir: Path, program: str, commit: str
     measured = measure_test_elbo(model, config, t.epochs, dataset)
     command = (
         f"{program} train --config {name} --dataset {t.dataset} --seed {t.seed} --epochs {t.epochs} "
-        f"--threads {t.threads} --no-progress --out {run_dir}"
-    )
+        f"--threads {t.threads} --no-progress --out runs/{name}"
+    )  # a folder of the reader's own: the one this run was trained into need not exist on their machine
     return {
         "file": target.name,
         "sha256": sha256_file(target),

@@ -6,6 +6,9 @@ import pytest
 import torch
 
 from mnist_vae.bench import main, summarize_precision
+from mnist_vae.models import VAE, count_parameters
+from mnist_vae.models.flops import forward_flops
+from mnist_vae.presets import get_config
 from mnist_vae.runtime.device import native_bf16
 
 
@@ -53,10 +56,18 @@ def test_bench_writes_its_figures(tmp_path, capsys):
     )
     result = json.loads(out.read_text())
     row = result["configs"][0]
-    assert row["config"] == "baseline" and row["parameters"] > 0
+    model = VAE(get_config("baseline").model)
+    assert row["config"] == "baseline" and row["parameters"] == count_parameters(model)
+    assert row["forward_mflop"] == pytest.approx(forward_flops(model)["total"] / 1e6)
     for key in ("reference_img_s", "train_img_s", "eval_img_s", "nll_passes_s_fp32", "peak_rss_mb"):
-        assert row[key] > 0, key
+        assert 0 < row[key] < float("inf"), key
+    # The overhead is the two measured rates' ratio, and the table prints the measured rates.
+    assert row["overhead"] == pytest.approx(row["reference_img_s"] / row["train_img_s"] - 1)
+    printed = capsys.readouterr().out
+    assert (
+        f"| baseline | {row['parameters']:,} | {row['train_mflop']:.1f} | {row['reference_img_s']:,.0f} | {row['train_img_s']:,.0f} "
+        in printed
+    )
     # bf16 NLL is measured only where the CPU computes bf16 natively (emulated, `auto` never picks it)
     assert (row["nll_passes_s_bf16"] or 0) > 0 if native_bf16(torch.device("cpu")) else row["nll_passes_s_bf16"] is None
     assert result["machine"]["matmul_gflop_s"] > 0
-    assert "| baseline |" in capsys.readouterr().out

@@ -11,7 +11,7 @@ from mnist_vae.data import load_embedded
 from mnist_vae.errors import ConfigError
 from mnist_vae.runtime.device import resolve_precision
 from mnist_vae.study.runner import run_study
-from mnist_vae.study.settings import StudySettings, configure, variant_fields
+from mnist_vae.study.settings import StudySettings, study_config, variant_fields
 
 # (config field, StudySettings field, the study's default, a variant's value, a flag value that contradicts it)
 FIELDS = [
@@ -27,25 +27,25 @@ def test_a_variant_field_wins_over_the_study_default(field, setting, default, mi
     spec = f"fast-lr[{field}={mine}]"
     assert variant_fields(spec) == {field}
     s = StudySettings()
-    assert getattr(configure(spec, s, 1, None).train, field) == mine
-    assert getattr(configure("fast-lr", s, 1, None).train, field) == default
+    assert getattr(study_config(spec, s, 1, None).train, field) == mine
+    assert getattr(study_config("fast-lr", s, 1, None).train, field) == default
 
 
 @pytest.mark.parametrize("field, setting, default, mine, flag", FIELDS)
 def test_an_explicit_flag_sets_the_others_and_a_contradicting_variant_is_refused(field, setting, default, mine, flag):
     s = StudySettings(**{setting: flag})
-    assert getattr(configure("fast-lr", s, 1, None).train, field) == flag
+    assert getattr(study_config("fast-lr", s, 1, None).train, field) == flag
     with pytest.raises(ConfigError) as err:
-        configure(f"fast-lr[{field}={mine}]", s, 1, None)
+        study_config(f"fast-lr[{field}={mine}]", s, 1, None)
     msg = str(err.value)
     assert f"fast-lr[{field}={mine}] sets {field}" in msg and "--" in msg and "\n" not in msg
     # the same value in both places is no contradiction
-    assert getattr(configure(f"fast-lr[{field}={flag}]", s, 1, None).train, field) == flag
+    assert getattr(study_config(f"fast-lr[{field}={flag}]", s, 1, None).train, field) == flag
 
 
 def test_a_variant_cannot_change_the_studys_dataset():
     with pytest.raises(ConfigError, match="one dataset"):
-        configure("fast-lr[dataset=mnist]", StudySettings(), 1, ("embedded", ""))
+        study_config("fast-lr[dataset=mnist]", StudySettings(), 1, ("embedded", ""))
 
 
 def test_the_runs_record_what_they_resolved_to(tmp_path, monkeypatch):

@@ -239,13 +239,6 @@ def score_image(model: VAE, image: torch.Tensor, k: int = EvalConfig.k, seed: in
     return {"neg_elbo": e["loss"], "recon": e["recon"], "kl": e["kl"], "nll": n["nll"]}
 
 
-def score_images(
-    model: VAE, images: torch.Tensor, k: int = EvalConfig.k, seed: int = 0, chunk: int = EvalConfig.chunk
-) -> list[dict[str, float]]:
-    """:func:`score_image` for each image of [N, 28, 28] (floats in [0, 1])."""
-    return [score_image(model, img, k, seed, chunk) for img in images]
-
-
 def reconstruction_png(model: VAE, image: torch.Tensor) -> bytes:
     """The model input and its reconstruction (decoded posterior mean) side by side, as a grey PNG."""
     from PIL import Image

@@ -18,7 +18,7 @@ channels-last fp32/fp64 input, no autocast, not while exporting; anything else r
 
 Under CPU bf16 autocast every layer, whatever its stride, runs the stock forward with the split
 backward (:class:`_SplitBackwardConvT`): oneDNN's combined backward of a bf16 transposed convolution
-is 1.5-4x slower than its three parts, which give the same bits (docs/performance.md).
+is slower than its three parts, which give the same bits (docs/performance.md has the measurements).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         if output_size is None and self._bf16_split_applies(x):
             # CPU bf16 autocast: the casts autocast would make, then the stock forward with the split
-            # backward, which oneDNN computes bit for bit as its combined call, several times faster.
+            # backward, which oneDNN computes bit for bit as its combined call (docs/performance.md has the speed).
             bf, bias = torch.bfloat16, self.bias
             assert bias is not None  # (_plain)
             return _SplitBackwardConvT.apply(x.to(bf), self.weight.to(bf), bias.to(bf), self.stride, self.padding, self.output_padding)

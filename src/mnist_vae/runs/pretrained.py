@@ -53,11 +53,6 @@ def read_manifest(directory: str | Path | None = None) -> dict[str, Any]:
     return manifest
 
 
-def list_pretrained(directory: str | Path | None = None) -> list[str]:
-    """Names of the configurations that ship with trained weights, sorted."""
-    return sorted(read_manifest(directory)["models"])
-
-
 def pretrained_entry(name: str, directory: str | Path | None = None) -> dict[str, Any]:
     """The manifest's record of ``name``; :class:`ConfigError` listing the valid names if there is none."""
     models = read_manifest(directory)["models"]

@@ -37,7 +37,7 @@ from .claims import evaluate_claims
 from .executors import Executor, make_executor
 from .jobs import Job, finished_rows, folder_name, run_job, work_left
 from .report import summarize, write_report
-from .settings import StudySettings, configure
+from .settings import StudySettings, study_config
 
 log = logging.getLogger(__name__)
 
@@ -333,5 +333,5 @@ def _plan(s: StudySettings, classifier: Any, data: tuple[str, str] | None) -> St
     workers = min(s.jobs, len(names) * s.seeds)
     cores = os.cpu_count() or 1
     threads = s.threads if s.threads is not None else (max(1, cores // workers) if workers > 1 else 0)
-    configs = {n: configure(n, s, threads, data) for n in names}
+    configs = {n: study_config(n, s, threads, data) for n in names}
     return StudyPlan(names, list(range(s.seeds)), configs, Path(s.out), workers, threads)

@@ -19,14 +19,14 @@ from ..config import EvalConfig, RunConfig, load_toml
 from ..errors import ConfigError
 from ..presets import get_config
 
-#: The study's evaluation: the NLL's decoder in bf16 where the hardware computes it natively (several
-#: times faster there, a few hundredths of a nat off), fp32 elsewhere; K = 200 importance samples,
-#: which on the same runs gave the same ranking and verdicts as K = 1000 at a fifth of the NLL's
-#: time (docs/evaluation.md). `mnist-vae evaluate` keeps K = 1000 for headline numbers.
+#: The study's evaluation: the NLL's decoder in bf16 where the hardware computes it natively, fp32
+#: elsewhere; K = 200 importance samples, which on the same runs gave the same ranking and verdicts
+#: as K = 1000 (docs/evaluation.md has the comparison and the cost of each). `mnist-vae evaluate`
+#: keeps K = 1000 for headline numbers.
 STUDY_EVAL = EvalConfig(k=200, precision="auto")
-#: The study trains in bf16 where the hardware computes it natively (auto), fp32 elsewhere: over 12
-#: paired seeds bf16 changed `optimized`'s NLL by -0.15 nats, 95% interval [-0.57, +0.28]
-#: (docs/performance.md). `mnist-vae train` keeps fp32 as its default.
+#: The study trains in bf16 where the hardware computes it natively (auto), fp32 elsewhere; the
+#: paired-seed evidence that this leaves the NLL unchanged is in docs/performance.md.
+#: `mnist-vae train` keeps fp32 as its default.
 STUDY_TRAIN_PRECISION = "auto"
 STUDY_EPOCHS = 50
 STUDY_BINARIZE = "none"
@@ -133,7 +133,7 @@ def variant_fields(spec: str) -> set[str]:
     return {item.split("=", 1)[0].strip().rpartition(".")[2] for item in parse_spec(spec)[1]}
 
 
-def configure(spec: str, settings: StudySettings, threads: int, data: tuple[str, str] | None) -> RunConfig:
+def study_config(spec: str, settings: StudySettings, threads: int, data: tuple[str, str] | None) -> RunConfig:
     """The configuration ``spec`` as this study trains it: the study's fields, except where the variant sets them.
 
     A variant field that contradicts a flag the user gave is refused with one line naming both.
