@@ -29,6 +29,7 @@ LAYERS = {
     "_version": 0,
     "io": 1,
     "runtime": 1,
+    "accel": 1,
     "models": 2,
     "data": 2,
     "runs": 3,

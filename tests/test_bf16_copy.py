@@ -1,7 +1,7 @@
 """The bf16 training fast paths compute the same bits as the stock autocast path.
 
-models/bf16_copy.py (a bf16 weight copy updated through the optimizer's fused kernel) and
-models/convt.py (the split backward of transposed convolutions under bf16 autocast) are speed
+accel/bf16_copy.py (a bf16 weight copy updated through the optimizer's fused kernel) and
+accel/convt.py (the split backward of transposed convolutions under bf16 autocast) are speed
 changes only: weights and optimizer state after several steps must equal the stock path's exactly.
 """
 
@@ -12,8 +12,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from mnist_vae.models import VAE, convt
-from mnist_vae.models.bf16_copy import Linear
+from mnist_vae.accel import convt
+from mnist_vae.accel.bf16_copy import Linear
+from mnist_vae.models import VAE
 from mnist_vae.presets import get_config
 from mnist_vae.training import step as stepmod
 
@@ -21,7 +22,7 @@ from mnist_vae.training import step as stepmod
 def _train(name: str, monkeypatch: pytest.MonkeyPatch, fast: bool, steps: int = 4, **train: object) -> tuple[dict, dict, list[float]]:
     with monkeypatch.context() as m:
         if not fast:
-            m.setattr(stepmod, "_keep_bf16_copies", lambda *a: [])
+            m.setattr(stepmod, "keep_bf16_copies", lambda *a, **k: [])
             m.setattr(convt.ConvTranspose2d, "_bf16_split_applies", lambda self, x: False)
         torch.manual_seed(0)
         cfg = get_config(name)

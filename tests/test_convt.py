@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from mnist_vae.accel.convt import ConvTranspose2d, conv_transpose_same
 from mnist_vae.models import VAE
-from mnist_vae.models.convt import ConvTranspose2d, conv_transpose_same
 from mnist_vae.presets import get_config, list_configs
 
 
@@ -45,7 +45,7 @@ def test_gemm_path_passes_gradcheck():
     layer = conv_transpose_same(3, 1, 1, 3).double()
     x = torch.randn(2, 3, 5, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
     w, b = layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_()
-    from mnist_vae.models.convt import _SameConvTranspose1
+    from mnist_vae.accel.convt import _SameConvTranspose1
 
     assert torch.autograd.gradcheck(_SameConvTranspose1.apply, (x, w, b))
 
@@ -55,7 +55,7 @@ def test_split_backward_passes_gradcheck():
     layer = conv_transpose_same(3, 2, 2, 3).double()
     x = torch.randn(2, 3, 4, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
     w, b = layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_()
-    from mnist_vae.models.convt import _SplitBackwardConvT
+    from mnist_vae.accel.convt import _SplitBackwardConvT
 
     args = (x, w, b, layer.stride, layer.padding, layer.output_padding)
     assert torch.autograd.gradcheck(_SplitBackwardConvT.apply, args)
@@ -91,7 +91,7 @@ def test_channels_last_decoder_gives_the_same_training_step(name):
 
 
 def test_channels_last_decoder_takes_the_gemm_path_for_its_output_layer(monkeypatch):
-    from mnist_vae.models import convt
+    from mnist_vae.accel import convt
 
     calls = []
     real = convt._SameConvTranspose1.apply

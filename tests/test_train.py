@@ -147,7 +147,7 @@ def _mmapped_bytes() -> int | None:
 
 
 def test_heap_only_malloc_keeps_large_buffers_off_mmap_and_restores_it():
-    from mnist_vae.runtime.process import heap_only_malloc
+    from mnist_vae.accel.malloc import heap_only_malloc
 
     if _mmapped_bytes() is None:
         pytest.skip("needs glibc's mallinfo2")

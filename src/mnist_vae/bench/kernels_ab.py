@@ -2,7 +2,7 @@
 
     python -m mnist_vae.bench.kernels_ab [CONFIG ...] [--rounds 25] [--threads 1]
 
-"on": strided transposed convolutions with the split backward (models/convt.py) and dropout masks
+"on": strided transposed convolutions with the split backward (accel/convt.py) and dropout masks
 from uniform draws (models/decoder.py); "off": the stock `F.conv_transpose2d` backward and
 `nn.Dropout`. The two alternate step by step on the same model and batch, so machine drift hits
 both; prints the median step time of each and the median of the paired ratios off/on with its
@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import VAE, convt, decoder
+from ..accel import convt
+from ..models import VAE, decoder
 from ..presets import get_config
 from ..training.step import TrainStep
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..accel.bf16_copy import Linear
+from ..accel.convt import conv_transpose_same
 from ..config import IMAGE_SIZE, ModelConfig
-from .bf16_copy import Linear
-from .convt import conv_transpose_same
 from .registry import register_builtin
 
 

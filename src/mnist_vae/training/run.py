@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..accel.malloc import tune_malloc
 from ..config import RunConfig
 from ..data import Dataset, Prepared, prepare_data
 from ..errors import CheckpointError
@@ -15,7 +16,6 @@ from ..io import atomic_write_text
 from ..models import build_model, count_parameters
 from ..runs.folder import check_same_data, claim_run_dir, prepare_resume, run_meta
 from ..runtime.distributed import barrier
-from ..runtime.process import tune_malloc
 from . import callbacks as cb
 from .resolved import ResolvedRun, resolve_run, teardown
 from .state import snapshot_epochs

@@ -14,15 +14,11 @@ from typing import Any
 
 import torch
 
+from ..accel.bf16_copy import keep_bf16_copies, update_through_copy
 from ..config import TrainConfig
 from ..errors import ConfigError
 from ..losses import elbo_terms, iwae_terms
-from ..models.bf16_copy import MIN_COPIED_WEIGHTS, Linear
 from ..runtime.device import autocast_for
-
-#: Elements of a weight updated and copied at a time, per thread: a piece's weight, moments,
-#: gradient and copy (18 bytes an element) stay in the cores' L2 caches between the update and the cast.
-PIECE = 1 << 16
 
 
 def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
@@ -62,7 +58,7 @@ class TrainStep:
         # fp16 scales the loss so small gradients survive; the default start, 2**16, makes this loss
         # (hundreds of nats per image) overflow for the first ~10 steps, each of which is then skipped.
         self.scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10) if t.precision == "fp16" else None
-        self.copied = _keep_bf16_copies(net, model, self.optimizer, t, device)
+        self.copied = keep_bf16_copies(model, self.optimizer, on=t.precision == "bf16" and device.type == "cpu" and net is model)
         self.autocast = autocast_for(t.precision, device)
 
     def __call__(
@@ -117,60 +113,3 @@ class TrainStep:
                     f"a scheduled run cannot be extended or shortened on resume"
                 )
             self.schedule.load_state_dict(state["schedule"])
-
-
-def _keep_bf16_copies(
-    net: torch.nn.Module, model: torch.nn.Module, optimizer: torch.optim.Optimizer, t: TrainConfig, device: torch.device
-) -> list[Linear]:
-    """Give the large layers a bf16 weight copy (models/bf16_copy.py) where the step can update through it.
-
-    Only for bf16 on the CPU in one process (DDP reduces the weights' own gradients), with the
-    fused Adam/AdamW the program makes, without amsgrad or a tensor learning rate.
-    """
-    groups = optimizer.param_groups
-    usable = (
-        t.precision == "bf16"
-        and device.type == "cpu"
-        and net is model
-        and all(g.get("fused") and not g["amsgrad"] and not g["maximize"] and not torch.is_tensor(g["lr"]) for g in groups)
-    )
-    layers = [m for m in model.modules() if isinstance(m, Linear) and m.weight.numel() >= MIN_COPIED_WEIGHTS]
-    for m in layers:
-        if usable:
-            m.keep_bf16_copy()
-        else:
-            m.drop_bf16_copy()
-    return layers if usable else []
-
-
-def update_through_copy(optimizer: torch.optim.Optimizer, layer: Linear) -> None:
-    """The optimizer's fused update of ``layer.weight`` from the bf16 copy's gradient, refreshing the copy.
-
-    The same arithmetic as ``optimizer.step()`` on the weight with the gradient autocast would
-    have cast to fp32 (the same kernel, element by element), done a piece at a time so that the
-    gradient's conversion, the update and the new copy share one trip through memory. The
-    optimizer's state for the weight is its own (``optimizer.state``), so checkpoints are unchanged.
-    """
-    copy, w = layer.bf16_copy, layer.weight
-    if copy is None or copy.grad is None:
-        return
-    group = next(g for g in optimizer.param_groups if any(p is w for p in g["params"]))
-    state = optimizer.state[w]
-    if not state:  # as torch's Adam initialises it (fused: a float32 step on the weight's device)
-        state["step"] = torch.zeros((), dtype=torch.float32, device=w.device)
-        state["exp_avg"] = torch.zeros_like(w, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(w, memory_format=torch.preserve_format)
-    step = state["step"]
-    step.add_(1)
-    update = torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
-    beta1, beta2 = group["betas"]
-    flat = [x.detach().view(-1) for x in (w, copy.grad, state["exp_avg"], state["exp_avg_sq"], copy)]
-    piece = PIECE * torch.get_num_threads()  # the fused kernel splits each piece among the threads
-    with torch.no_grad():
-        for i in range(0, w.numel(), piece):
-            p, g, m, v, c = (x[i : i + piece] for x in flat)
-            update([p], [g.float()], [m], [v], [], [step], amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
-                   weight_decay=group["weight_decay"], eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)  # fmt: skip
-            c.copy_(p)
-    layer.copy_version = w._version
-    copy.grad = None

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..accel.malloc import heap_only_malloc
 from ..data import Prepared
 from ..errors import TrainingDiverged
 from ..losses import elbo, kl_weight
@@ -32,7 +33,7 @@ from ..runs.checkpoint import (
 )
 from ..runtime.device import device_rng_state, set_device_rng_state
 from ..runtime.distributed import all_reduce_, barrier, broadcast, shard
-from ..runtime.process import heap_only_malloc, stop_signals
+from ..runtime.process import stop_signals
 from .callbacks import Callback
 from .resolved import ResolvedRun
 from .state import TrainState, check_world_size

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import private_api
+
 #: Stride-1 layers with at most this many output channels take the GEMM path, the others the
 #: conv2d path (the GEMM's k·k·O-wide output stops paying off above a few channels).
 GEMM_MAX_OUT_CHANNELS = 4
@@ -49,6 +51,8 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         k = self.kernel_size[0]
         # The layer's own conditions, fixed at construction; forward() checks only the input's.
         self._plain = self.dilation == (1, 1) and self.groups == 1 and self.bias is not None
+        # The split backward calls a private op; without it the layers it serves run the stock kernel.
+        self._split = self._plain and private_api(torch.ops.aten, "convolution_backward", "torch.ops.aten.convolution_backward") is not None
         self._same_stride1 = (
             self.stride == (1, 1)
             and self.dilation == (1, 1)
@@ -69,7 +73,9 @@ class ConvTranspose2d(nn.ConvTranspose2d):
             return _SplitBackwardConvT.apply(x.to(bf), self.weight.to(bf), bias.to(bf), self.stride, self.padding, self.output_padding)
         if output_size is None and self._fast_path_applies(x):
             if not self._same_stride1:  # strided: oneDNN forward, backward in three separate calls
-                return _SplitBackwardConvT.apply(x, self.weight, self.bias, self.stride, self.padding, self.output_padding)
+                if self._split:
+                    return _SplitBackwardConvT.apply(x, self.weight, self.bias, self.stride, self.padding, self.output_padding)
+                return super().forward(x, output_size)
             if self.out_channels <= GEMM_MAX_OUT_CHANNELS:
                 return _SameConvTranspose1.apply(x, self.weight, self.bias)
             # conv_transpose(x, W, padding p) = conv2d(x, W with in/out swapped and flipped, padding k-1-p)
@@ -79,7 +85,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     def _bf16_split_applies(self, x: torch.Tensor) -> bool:
         """Under CPU bf16 autocast (any memory layout), no dilation or groups, a bias, not while exporting."""
         return (
-            self._plain
+            self._split
             and x.dim() == 4
             and x.device.type == "cpu"
             and torch.is_autocast_enabled("cpu")
