@@ -356,3 +356,14 @@ def test_no_share_keeps_the_old_behaviour(registry, peer, monkeypatch):
     peer()
     assert process.set_threads(0) == 4  # one per core, as before
     assert registry.me is None  # and not registered
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock")
+def test_a_niced_sharer_leaves_the_cores_to_a_normal_one(registry, peer, monkeypatch):
+    peer(nice=19)  # a nice -n 19 study beside this process
+    assert process.set_threads(0) == 4  # weight 1024 against 15: every core
+    process._follow.stop()
+    registry.leave()
+    monkeypatch.setattr(share, "own_nice", lambda: 19)  # now this process is the niced one, beside a normal one
+    peer()
+    assert process.set_threads(0) == 1
