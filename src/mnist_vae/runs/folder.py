@@ -84,6 +84,17 @@ def prepare_resume(run_dir: Path) -> None:
         raise write_failure(run_dir, exc) from None
 
 
+def start_run_folder(run_dir: Path, cfg: RunConfig, meta: dict[str, Any] | None, replace: bool) -> None:
+    """What the main process writes before training: a new run's folder claimed with ``meta``
+    (:func:`claim_run_dir`), or, for a resumed run (``meta`` None), the folder readied and its
+    ``config.toml`` rewritten, which records a changed epoch count."""
+    if meta is None:
+        prepare_resume(run_dir)
+        atomic_write_text(run_dir / "config.toml", cfg.to_toml())
+    else:
+        claim_run_dir(run_dir, cfg, meta, replace)
+
+
 def resume_point(run_dir: Path, cfg: RunConfig) -> Checkpoint | None:
     """The newest good checkpoint of the run in ``run_dir`` (None: none yet), once ``cfg`` is shown to continue that run.
 

@@ -12,9 +12,8 @@ from ..accel.malloc import tune_malloc
 from ..config import RunConfig
 from ..data import Dataset, Prepared, prepare_data
 from ..errors import CheckpointError
-from ..io import atomic_write_text
 from ..models import build_model, count_parameters
-from ..runs.folder import check_same_data, claim_run_dir, prepare_resume, run_meta
+from ..runs.folder import check_same_data, run_meta, start_run_folder
 from ..runtime.distributed import barrier
 from . import callbacks as cb
 from .resolved import ResolvedRun, resolve_run, teardown
@@ -61,7 +60,8 @@ def train(
             check_same_data(run_dir, data.dataset)  # before anything is written
         model = build_model(run.cfg, run.device)
         if dist.is_main:
-            _write_run_folder(run, data, model)
+            meta = None if run.resume else run_meta(run.cfg, data.dataset, count_parameters(model), run.threads, run.device, dist.world)
+            start_run_folder(run_dir, run.cfg, meta, run.replace)
         barrier(dist)  # nobody touches the folder before rank 0 has claimed it
         callbacks = _callbacks(run, data, progress, figures, tensorboard) if dist.is_main else []
         trainer = Trainer(run, model, data, callbacks, stop_after_steps)
@@ -75,16 +75,6 @@ def train(
         return _final(trainer, run_dir)
     finally:
         teardown(run)
-
-
-def _write_run_folder(run: ResolvedRun, data: Prepared, model: torch.nn.Module) -> None:
-    """Rank 0 claims the new run's folder, or readies a resumed one (its config.toml records a changed epoch count)."""
-    if run.resume:
-        prepare_resume(run.run_dir)
-        atomic_write_text(run.run_dir / "config.toml", run.cfg.to_toml())
-    else:
-        meta = run_meta(run.cfg, data.dataset, count_parameters(model), run.threads, run.device, run.dist.world)
-        claim_run_dir(run.run_dir, run.cfg, meta, run.replace)
 
 
 def _callbacks(run: ResolvedRun, data: Prepared, progress: bool, figures: bool, tensorboard: bool) -> list[cb.Callback]:

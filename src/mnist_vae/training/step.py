@@ -58,8 +58,8 @@ class TrainStep:
         # fp16 scales the loss so small gradients survive; the default start, 2**16, makes this loss
         # (hundreds of nats per image) overflow for the first ~10 steps, each of which is then skipped.
         self.scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10) if t.precision == "fp16" else None
-        self.copied = keep_bf16_copies(model, self.optimizer, on=t.precision == "bf16" and device.type == "cpu" and net is model)
         self.autocast = autocast_for(t.precision, device)
+        self.copied = keep_bf16_copies(model, self.optimizer, on=t.precision == "bf16" and device.type == "cpu" and net is model)
 
     def __call__(
         self, x: torch.Tensor, eps: torch.Tensor, kl_w: float, scale: float = 1.0

@@ -149,7 +149,8 @@ class Trainer:
         try:
             with stop_signals() as stop, heap_only_malloc():
                 while self.state.epoch < self.cfg.train.epochs:
-                    self.end_epoch(self.run_epoch(stop))
+                    sums = self.run_epoch(stop)
+                    self.end_epoch(sums)
             for cb in self.callbacks:
                 cb.on_train_end(self)
         finally:
