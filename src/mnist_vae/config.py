@@ -25,6 +25,7 @@ from .fields import (
     check_choice,
     check_positive,
     coerce,
+    described,
     field_names,
     fmt_shape,
     plain,
@@ -200,9 +201,9 @@ class ModelConfig:
 class TrainConfig:
     """How a model is trained: optimiser, schedule, data, seed and the machine it runs on."""
 
-    epochs: int = 50
-    batch_size: int = 100
-    lr: float = 5e-4
+    epochs: int = described(50, "epochs to train")
+    batch_size: int = described(100, "batch size")
+    lr: float = described(5e-4, "learning rate")
     beta: float = 1.0
     kl_warmup_epochs: int = 0
     free_bits: float = 0.0  # nats per latent dimension: KL below it (batch mean) costs nothing in the loss
@@ -210,15 +211,17 @@ class TrainConfig:
     lr_schedule: LrSchedule = "none"  # per step: cosine decay to 0, or one-cycle up to max_lr and down
     max_lr: float = 3e-3  # the one-cycle schedule's peak
     weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay
-    seed: int = 0
-    dataset: DatasetName = "auto"
-    data_path: str = ""
-    binarize: Binarize = "none"
+    seed: int = described(0, "random seed")
+    dataset: DatasetName = described("auto", "auto: full MNIST if cached or downloadable within seconds, else the embedded 10,000 digits")
+    data_path: str = described("", "a folder of IDX files or a Keras-style mnist.npz")
+    binarize: Binarize = described("none", "pixel binarisation (dynamic = resampled each epoch)")
     eval_batch_size: int = 250  # small evaluation batches stay in cache (docs/performance.md)
-    threads: int = 0
-    precision: Precision = "fp32"
+    threads: int = described(0, "CPU threads, fixed (0 = the cores, shared with other mnist-vae processes computing beside it)")
+    precision: Precision = described(
+        "fp32", "autocast precision (auto = bf16 where the hardware computes it natively; fp16 needs cuda/mps)"
+    )
     channels_last: bool = True
-    device: str = "auto"  # CUDA, then MPS, then the CPU
+    device: str = described("auto", "auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps")
 
     def __post_init__(self) -> None:
         check_positive("epochs", self.epochs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import fields
+from dataclasses import Field, field, fields
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
@@ -76,6 +76,21 @@ def plain(value: Any) -> Any:
 
 def field_names(cls: type) -> set[str]:
     return {f.name for f in fields(cls)}
+
+
+def described(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field's default with its one-line ``help`` (and ``choices``, where its type does not name them):
+    the command-line option made for the field shows them (``cli/common.py:add_field_options``)."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+def field_of(cls: type, name: str) -> tuple[Field, Any]:
+    """The dataclass field ``name`` of ``cls`` and its type hint, ``X | None`` read as ``X``."""
+    hint = get_type_hints(cls)[name]
+    plain_hints = [a for a in get_args(hint) if a is not type(None)] if get_origin(hint) is not Literal else []
+    if len(plain_hints) == 1:  # Optional[X]
+        hint = plain_hints[0]
+    return next(f for f in fields(cls) if f.name == name), hint
 
 
 def check_positive(name: str, value: int) -> None:

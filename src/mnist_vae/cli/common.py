@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
-from ..config import BINARIZE_MODES, DATASET_NAMES, PRECISIONS, RunConfig
+from ..config import RunConfig, TrainConfig
+from ..fields import field_of
 
 DEFAULT_CONFIG = "optimized"
-#: Flags of `train` that set a training field of the same name.
-TRAIN_FLAGS = ("epochs", "seed", "dataset", "data_path", "binarize", "threads", "device", "precision", "batch_size", "lr")
+#: Flags of `train` that set a training field of the same name (each made from the field: help, type, choices).
+TRAIN_FLAGS = ("epochs", "lr", "batch_size", "seed", "dataset", "data_path", "binarize", "threads", "device", "precision")
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -40,36 +41,39 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     return cfg.replace(**changes) if changes else cfg
 
 
+def add_field_options(p: argparse.ArgumentParser, cls: type, names: tuple[str, ...], default: str | None = None) -> None:
+    """One option per dataclass field of ``cls`` named in ``names`` (``data_path`` -> ``--data-path``).
+
+    The option's help, type and choices come from the field (:func:`~mnist_vae.fields.described`,
+    its type hint). ``default``: what a left-out option means, shown in the help ("the
+    configuration's"); the option's value is then None. Without it, the field's own default is the
+    option's (a bool field becomes a switch).
+    """
+    for name in names:
+        f, hint = field_of(cls, name)
+        choices = f.metadata.get("choices") or (get_args(hint) if get_origin(hint) is Literal else None)
+        shown = default if default is not None else f.default
+        flag = "--" + name.replace("_", "-")
+        text = f.metadata["help"] if shown is None else f"{f.metadata['help']} (default: {shown})"
+        if hint is bool and default is None:
+            p.add_argument(flag, dest=name, action="store_true", help=f.metadata["help"])
+        else:
+            kind: Callable[[str], Any] = hint if hint in (int, float) and not choices else str
+            p.add_argument(flag, dest=name, type=kind, choices=choices, default=None if default else f.default, help=text)
+
+
 def add_dataset_options(p: argparse.ArgumentParser, default: str | None = None) -> None:
-    """--dataset and --data-path."""
-    p.add_argument(
-        "--dataset",
-        default=default,
-        choices=DATASET_NAMES,
-        help="auto (default): full MNIST if cached or downloadable within seconds, else the embedded 10,000 digits",
-    )
-    p.add_argument("--data-path", dest="data_path", help="a folder of IDX files or a Keras-style mnist.npz")
+    """--dataset and --data-path (``default``: --dataset's value when left out; None: the configuration's)."""
+    add_field_options(p, TrainConfig, ("dataset",), default=default or "the configuration's")
+    add_field_options(p, TrainConfig, ("data_path",), default="none" if default else "the configuration's")
+    p.set_defaults(dataset=default)
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
-    """The options that choose and change a configuration."""
+    """The options that choose and change a configuration: --config, --set and one per field of TRAIN_FLAGS."""
     p.add_argument("--config", help=f"a name from `mnist-vae configs` or a .toml file (default: {DEFAULT_CONFIG})")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field, e.g. --set latent_dim=2 (repeatable)")
-    p.add_argument("--epochs", type=int, help="epochs to train (default: the config's, 50)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: the config's)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, help="batch size (default: 100)")
-    p.add_argument("--seed", type=int, help="random seed (default: 0)")
-    add_dataset_options(p)
-    p.add_argument("--binarize", choices=BINARIZE_MODES, help="pixel binarisation (default: none; dynamic = resampled each epoch)")
-    p.add_argument(
-        "--threads", type=int, help="CPU threads, fixed (default: 0 = the cores, shared with other mnist-vae processes computing beside it)"
-    )
-    p.add_argument("--device", help="auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument(
-        "--precision",
-        choices=[p for p in PRECISIONS if p != "auto"] + ["auto"],
-        help="autocast precision (default: fp32; auto = bf16 where the hardware computes it natively; fp16 needs cuda/mps)",
-    )
+    add_field_options(p, TrainConfig, TRAIN_FLAGS, default="the configuration's")
 
 
 def add_threads_option(p: argparse.ArgumentParser) -> None:

@@ -4,34 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import BINARIZE_MODES, PRECISIONS
-from ..study.executors import EXECUTORS
-from ..study.settings import STUDY_BINARIZE, STUDY_DEVICE, STUDY_EPOCHS, STUDY_EVAL, STUDY_TRAIN_PRECISION, StudySettings
+from ..study.settings import FIELD_FLAGS, STUDY_EVAL, StudySettings
 from ..study.settle import parse_duration
-from .common import Adder, add_dataset_options
+from .common import Adder, add_dataset_options, add_field_options
 from .evaluate import eval_options, eval_settings
 
 
 def study_settings(args: argparse.Namespace) -> StudySettings:
     """The StudySettings the options describe (flags not given stay None: variants may set those fields)."""
     return StudySettings(
+        **{name: getattr(args, name) for name in FIELD_FLAGS},
         configs=tuple(split_specs(args.configs)) if args.configs else (),
-        seeds=args.seeds,
-        epochs=args.epochs,
-        binarize=args.binarize,
-        device=args.device,
-        train_precision=args.train_precision,
         eval=eval_settings(args),
         dataset=args.dataset,
         data_path=args.data_path or "",
-        jobs=args.jobs,
-        threads=args.threads,
-        executor=args.executor,
-        scheduler=args.scheduler,
-        out=args.out,
-        screen=args.screen,
-        until_settled=args.until_settled,
-        max_seeds=args.max_seeds,
         budget_s=parse_duration(args.budget) if args.budget else None,
     )
 
@@ -68,37 +54,9 @@ def add_commands(add: Adder) -> None:
         help="comma-separated configurations: names, or NAME[key=value,...] for a preset with fields changed; a field "
         "set in brackets wins over the study's default for it (default: the write-up's seven, the mlp-vae reference and lstm-plus)",
     )
-    p.add_argument("--seeds", type=int, default=3, help="training seeds per configuration (0..N-1); findings are paired by seed")
-    p.add_argument("--epochs", type=int, help=f"epochs per configuration (default: {STUDY_EPOCHS})")
+    add_field_options(p, StudySettings, FIELD_FLAGS)
     eval_options(p, STUDY_EVAL, "decoder precision for the NLL (auto: bf16 where the hardware computes it natively, fp32 elsewhere)")
     add_dataset_options(p, default="auto")
-    p.add_argument("--binarize", choices=BINARIZE_MODES, help=f"pixel binarization (default: {STUDY_BINARIZE})")
-    p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel on this machine (cores are split between them)")
-    p.add_argument("--threads", type=int, help="CPU threads per job (default: cores // jobs)")
-    p.add_argument("--executor", choices=EXECUTORS, default="local", help="local processes, or a Dask cluster (needs mnist-vae[dask])")
-    p.add_argument("--scheduler", metavar="tcp://HOST:8786", help="the Dask scheduler's address (with --executor dask)")
-    p.add_argument("--device", help=f"train and evaluate on: cpu, cuda, cuda:N, mps or auto (default: {STUDY_DEVICE})")
-    p.add_argument(
-        "--train-precision",
-        dest="train_precision",
-        choices=PRECISIONS,
-        help=f"training precision of every configuration that does not set its own (default: {STUDY_TRAIN_PRECISION}: bf16 where "
-        "the hardware computes it natively, fp32 elsewhere; docs/performance.md has the paired-seed evidence behind this default)",
-    )
-    p.add_argument("--out", default="study", help="study folder (every Dask worker must reach it)")
-    p.add_argument(
-        "--screen",
-        action="store_true",
-        help="an ablation screen: evaluate only the NLL, test ELBO and active units (no classifier, samples or probe)",
-    )
-    p.add_argument(
-        "--until-settled",
-        action="store_true",
-        help="after the first --seeds, add seeds in rounds to the configurations whose claims are still open, until every "
-        "claim is settled, --max-seeds or --budget; verdicts then use an anytime-valid interval that stays valid however "
-        "often it is looked at (docs/evaluation.md)",
-    )
-    p.add_argument("--max-seeds", type=int, default=20, help="with --until-settled: at most this many seeds per configuration")
     p.add_argument(
         "--budget", metavar="DURATION", help="with --until-settled: stop before a round the cost model says would end past this (90m, 1.5h)"
     )

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import EvalConfig, RunConfig, load_toml
+from ..config import Binarize, EvalConfig, Precision, RunConfig, load_toml
 from ..errors import ConfigError
+from ..fields import described
 from ..presets import get_config
+from .executors import EXECUTORS
 
 #: The study's evaluation: the NLL's decoder in bf16 where the hardware computes it natively, fp32
 #: elsewhere; K = 200 importance samples, which on the same runs gave the same ranking and verdicts
@@ -32,10 +34,13 @@ STUDY_EPOCHS = 50
 STUDY_BINARIZE = "none"
 STUDY_DEVICE = "cpu"
 
+#: The StudySettings fields that are command-line options of the same name, each made from the field.
+FIELD_FLAGS = ("seeds", "epochs", "binarize", "jobs", "threads", "executor", "scheduler", "device", "train_precision", "out", "screen",
+               "until_settled", "max_seeds")  # fmt: skip
 #: The training fields a study sets on every configuration, with the StudySettings field (the
 #: command-line flag) each comes from.
 STUDY_FIELDS = {"epochs": "epochs", "binarize": "binarize", "device": "device", "precision": "train_precision"}
-FLAGS = {"epochs": "--epochs", "binarize": "--binarize", "device": "--device", "train_precision": "--train-precision"}
+FLAGS = {setting: "--" + setting.replace("_", "-") for setting in STUDY_FIELDS.values()}
 
 
 @dataclass(frozen=True)
@@ -49,22 +54,33 @@ class StudySettings:
     """
 
     configs: tuple[str, ...] = ()  # () = the default set
-    seeds: int = 3
-    epochs: int | None = None
-    binarize: str | None = None
-    device: str | None = None
-    train_precision: str | None = None
+    seeds: int = described(3, "training seeds per configuration (0..N-1); findings are paired by seed")
+    epochs: int | None = described(None, f"epochs per configuration (study default: {STUDY_EPOCHS})")
+    binarize: Binarize | None = described(None, f"pixel binarization (study default: {STUDY_BINARIZE})")
+    device: str | None = described(None, f"train and evaluate on: cpu, cuda, cuda:N, mps or auto (study default: {STUDY_DEVICE})")
+    train_precision: Precision | None = described(
+        None,
+        f"training precision of every configuration that does not set its own (study default: {STUDY_TRAIN_PRECISION}: bf16 where "
+        "the hardware computes it natively, fp32 elsewhere; docs/performance.md has the paired-seed evidence behind this default)",
+    )
     eval: EvalConfig = STUDY_EVAL
     dataset: str = "auto"
     data_path: str = ""
-    jobs: int = 1
-    threads: int | None = None
-    executor: str = "local"
-    scheduler: str | None = None
-    out: Path = field(default=Path("study"))
-    screen: bool = False
-    until_settled: bool = False  # add seeds in rounds where claims are open (anytime-valid verdicts)
-    max_seeds: int = 20
+    jobs: int = described(1, "runs trained in parallel on this machine (cores are split between them)")
+    threads: int | None = described(None, "CPU threads per job (study default: cores // jobs)")
+    executor: str = described("local", "local processes, or a Dask cluster (needs mnist-vae[dask])", choices=EXECUTORS)
+    scheduler: str | None = described(None, "the Dask scheduler's address, tcp://HOST:8786 (with --executor dask)")
+    out: Path = described(Path("study"), "study folder (every Dask worker must reach it)")
+    screen: bool = described(
+        False, "an ablation screen: evaluate only the NLL, test ELBO and active units (no classifier, samples or probe)"
+    )
+    until_settled: bool = described(
+        False,
+        "after the first --seeds, add seeds in rounds to the configurations whose claims are still open, until every "
+        "claim is settled, --max-seeds or --budget; verdicts then use an anytime-valid interval that stays valid however "
+        "often it is looked at (docs/evaluation.md)",
+    )
+    max_seeds: int = described(20, "with --until-settled: at most this many seeds per configuration")
     budget_s: float | None = None  # stop before a round that would end past this many seconds
 
     def __post_init__(self) -> None:
