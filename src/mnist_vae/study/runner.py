@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,6 @@ from .report import summarize, write_report
 from .settings import StudySettings, study_config
 
 log = logging.getLogger(__name__)
-
-#: Settings a study folder keeps for good: a restart with other values would mix incomparable runs.
-FIXED_SETTINGS = ("epochs", "k", "n_samples", "precision", "eval_seed", "binarize", "dataset_sha256", "train_device", "screen")
 
 
 def _cost(cfg: RunConfig) -> int:
@@ -83,9 +80,43 @@ def plan_jobs(plan: StudyPlan, s: StudySettings, seeds: dict[str, list[int]] | N
     ]
 
 
-def _check_settings(out: Path, current: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class StudyRecord:
+    """What a study folder is made with, ``OUT/settings.json`` (written and read here only; the keys are its fields).
+
+    A restart must match every field but ``configs`` and ``seeds`` (:data:`FIXED_SETTINGS`): other
+    values would mix incomparable runs.
+    """
+
+    epochs: int
+    k: int
+    n_samples: int
+    precision: str
+    eval_seed: int
+    binarize: str
+    dataset_sha256: str
+    train_device: str
+    screen: bool
+    configs: list[str]
+    seeds: list[int]
+
+    @classmethod
+    def of(cls, s: StudySettings, plan: StudyPlan, ds: Dataset) -> StudyRecord:
+        """The record of a study run with ``s`` on ``ds`` as ``plan`` lays it out."""
+        d, e = s.defaults(), s.eval
+        return cls(
+            d["epochs"], e.k, e.n_samples, e.precision, e.seed, d["binarize"], ds.sha256, d["device"], s.screen, plan.names, plan.seeds
+        )
+
+
+#: Settings a study folder keeps for good: every field of the record but the configurations and seeds.
+FIXED_SETTINGS = tuple(f.name for f in fields(StudyRecord) if f.name not in ("configs", "seeds"))
+
+
+def _check_settings(out: Path, record: StudyRecord) -> None:
     """Refuse a study folder made with other settings (one line naming the first difference); record them otherwise."""
     path = out / "settings.json"
+    current = asdict(record)
     try:
         (out / "runs").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -126,10 +157,7 @@ def run_study(
     costs = [] if report_only else _estimate(plan, s, ds)
     if estimate_only:
         return {"estimate": cost.as_dict(costs, plan.workers)}
-    defaults = s.defaults()
-    record = {"epochs": defaults["epochs"], "k": s.eval.k, "n_samples": s.eval.n_samples, "precision": s.eval.precision,
-              "eval_seed": s.eval.seed, "binarize": defaults["binarize"], "dataset_sha256": ds.sha256, "train_device": defaults["device"],
-              "screen": s.screen, "configs": plan.names, "seeds": plan.seeds}  # fmt: skip
+    record = StudyRecord.of(s, plan, ds)
     _check_settings(plan.out, record)
     ex = None if report_only else make_executor(s.executor, plan.workers, s.scheduler)  # a bad --scheduler: one line, before any work
     clf = None if s.screen else classifier or get_classifier(ds)  # trained once here, so workers only read the cache
@@ -141,7 +169,7 @@ def run_study(
         if line:
             log.info(line)
     log.info(
-        f"study: {len(plan.names)} configuration(s) x {len(plan.seeds)} seed(s) = {len(todo)} runs, {defaults['epochs']} epochs, "
+        f"study: {len(plan.names)} configuration(s) x {len(plan.seeds)} seed(s) = {len(todo)} runs, {record.epochs} epochs, "
         f"K={s.eval.k}{'' if s.screen else f', {s.eval.n_samples:,} samples'}; {s.executor} executor, {plan.workers} job(s) x "
         f"{plan.threads or os.cpu_count()} thread(s); folder {plan.out}"
     )
@@ -267,18 +295,18 @@ def _meta(
     report_only: bool = False,
 ) -> dict[str, Any]:
     """The study's settings and facts for the report and study.json."""
-    d = s.defaults()
+    r = StudyRecord.of(s, plan, ds)
     return {
-        "epochs": d["epochs"], "k": s.eval.k, "n_samples": s.eval.n_samples, "eval_seed": s.eval.seed, "seeds": plan.seeds,
-        "binarize": d["binarize"], "precision": s.eval.precision, "device": d["device"], "dataset": ds.info(), "screen": s.screen,
-        "train_precisions": sorted({r["train_precision"] for r in rows}), "configs": plan.names,
+        "epochs": r.epochs, "k": r.k, "n_samples": r.n_samples, "eval_seed": r.eval_seed, "seeds": r.seeds,
+        "binarize": r.binarize, "precision": r.precision, "device": r.train_device, "dataset": ds.info(), "screen": r.screen,
+        "train_precisions": sorted({row["train_precision"] for row in rows}), "configs": r.configs,
         "classifier_accuracy": getattr(clf, "test_accuracy", float("nan")), "frechet_floor": getattr(clf, "floor_frechet", float("nan")),
         "jobs": plan.workers, "executor": s.executor, "wall_seconds": round(wall, 1), "report_only": report_only,
         "run_minutes": {"train": _minutes(rows, "train_seconds"), "eval": _minutes(rows, "eval_seconds")},
-        "seeds_by_config": {n: sorted(r["seed"] for r in rows if r["config"] == n) for n in plan.names},
+        "seeds_by_config": {n: sorted(row["seed"] for row in rows if row["config"] == n) for n in plan.names},
         "sequential": s.until_settled, "max_seeds": s.max_seeds if s.until_settled else None, "budget_s": s.budget_s,
-        "nll_precisions": sorted({r["precision"] for r in rows}),
-        "peak_rss_mb": round(max([peak_rss_mb(), *(r["peak_rss_mb"] for r in rows)])),
+        "nll_precisions": sorted({row["precision"] for row in rows}),
+        "peak_rss_mb": round(max([peak_rss_mb(), *(row["peak_rss_mb"] for row in rows)])),
         "estimate": cost.as_dict(costs, plan.workers) if costs else None,
     }  # fmt: skip
 
