@@ -92,7 +92,7 @@ def test_claims_on_a_hand_made_table():
     )
     res = evaluate_claims(rows)
     assert len(res) == len(CLAIMS)
-    assert _claim(res, "baseline", "KL divergence increased")["verdict"] == "supported"
+    assert _claim(res, "baseline", "KL divergence increased")["verdict"] == "inconclusive"  # three identical seeds: ties, no spread
     assert _claim(res, "reflections", "excessive dropout")["verdict"] == "supported"  # NLL +1.0..1.4 on every seed
     assert _claim(res, "deeper-decoder", "reconstructions became sharper")["verdict"] == "supported"
     assert _claim(res, "deeper-decoder", "KL divergence slightly higher")["verdict"] == "inconclusive"
@@ -162,3 +162,31 @@ def test_sequential_verdicts_and_holm():
     assert fixed[dropout]["holm"] in ("holds", "not at family-wise 5%")
     kl = fixed["KL divergence helped maintain latent space regularity"]
     assert kl["effect"]["mean"] == pytest.approx(0.3) and kl["procedure"].startswith("anytime-valid betting")  # 0.95 readable vs 0.65
+
+
+def test_negligible_is_a_verdict_and_counts_family_wise():
+    from mnist_vae.study.claim_table import verdict_text
+
+    same = [0.97, 0.968, 0.972, 0.971, 0.969, 0.97]
+    rows = _rows("optimized", seeds=6, nll=[100.0, 101.0, 99.5, 100.2, 100.4, 99.8]) + _rows(
+        "dense-encoder", seeds=6, nll=[100.1, 101.05, 99.45, 100.3, 100.35, 99.9], probe_accuracy=same
+    )
+    res = evaluate_claims(rows, sequential=False)
+    as_good = _claim(res, "reflections", "the LSTM encoder's latent code is as good")  # NLL differences of about 0.05 nats
+    assert as_good["verdict"] == "negligible" and as_good["margin"] == 1.0 and as_good["p_negligible"] <= 0.05
+    assert -1.0 < as_good["effect"]["lo"] < as_good["effect"]["hi"] < 1.0 and "negligible within ±1.00" in as_good["text"]
+    assert as_good["holm"] in ("holds", "not at family-wise 5%")
+    far = evaluate_claims(_rows("optimized", seeds=6, nll=[115.0, 116.0, 114.0, 115.5, 115.2, 114.8]) + _rows("dense-encoder", seeds=6))
+    assert _claim(far, "reflections", "the LSTM encoder's latent code is as good")["verdict"] == "contradicted"
+    tied = evaluate_claims(_rows("optimized", seeds=6) + _rows("dense-encoder", seeds=6))  # every NLL difference exactly 0
+    tied_claim = _claim(tied, "reflections", "the LSTM encoder's latent code is as good")
+    assert tied_claim["verdict"] == "inconclusive" and tied_claim["effect"]["lo"] == -math.inf  # ties: no width-zero interval
+    text = verdict_text({"verdict": "inconclusive", "seeds_for_power": 300, "beyond_max_seeds": 20})
+    assert "would need about 300 seeds" in text and "drew no more seeds" in text
+
+
+def test_every_margin_is_fixed_with_its_reason():
+    with_margin = [c for c in CLAIMS if c.margin is not None]
+    assert len(with_margin) >= 5 and all(c.margin > 0 and len(c.margin_why) > 20 for c in with_margin)
+    with pytest.raises(ValueError, match="margin"):
+        CLAIMS[0].__class__("g", "t", "m", "less", ("a",), metric=lambda r: 0.0, margin=1.0)

@@ -234,3 +234,31 @@ def test_the_betting_sequence_settles_a_clear_effect_and_the_t_mixture_would_be_
     t_false = np.mean([anytime_p(row.tolist(), mean) <= ALPHA for row in y[:500]])
     bet_false = np.mean([betting.p_value(row.tolist(), (0.0, 1.0), mean) <= ALPHA for row in y[:500]])
     assert t_false > 0.5 and bet_false == 0.0
+
+
+def test_holm_with_groups_divides_by_the_groups_left():
+    # two hypotheses of one claim cannot both be true: the first step divides by 2 groups, not 3 hypotheses
+    assert holm([0.02, 0.3, 0.9], groups=[0, 0, 1]) == [True, False, False]
+    assert holm([0.02, 0.3, 0.9]) == [False, False, False]
+    assert holm([0.001, 0.02, 0.03], groups=[0, 1, 1]) == holm([0.001, 0.02, 0.03], groups=[0, 1, 2]) == [True, True, True]
+
+
+# Computed by confseq 0.0.11 (built here with Boost and numpy < 2): max over looks of
+# betting_mart(x, m, alpha=0.05, trunc_scale=0.75), and betting_cs(x, alpha=0.05, breaks=2000,
+# running_intersection=True, trunc_scale=0.75) after the last value.
+CONFSEQ = {
+    "skewed": ([0.95, 0.97, 0.96, 0.98, 0.97, 0.99, 0.96, 0.97, 0.98, 0.99], {0.3: 9550.43076533, 0.5: 105.58135395038293, 0.9: 0.8949920340615353}, (0.609, 1.0)),
+    "uniform": ([0.234, 0.295, 0.521, 0.433, 0.238, 0.373, 0.392, 0.264, 0.494, 0.245, 0.356, 0.407],
+                {0.3: 1.7653675912978841, 0.5: 4.916189416743166, 0.9: 302532.01185398817}, (0.23, 0.568)),
+    "two-point": ([1.0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0, 1], {0.3: 427.37395486672744, 0.5: 19.242099285125732, 0.9: 0.6357060185185184}, (0.4975, 1.0)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(CONFSEQ))
+def test_the_betting_sequence_matches_confseq(name):
+    x, marts, (lo, hi) = CONFSEQ[name]
+    for m, mart in marts.items():
+        plus, minus = betting.log_wealth(np.asarray(x), m)
+        assert math.exp(max(plus[-1], minus[-1])) / 2 == pytest.approx(mart, rel=1e-9)  # max(θK⁺, (1−θ)K⁻), θ = 1/2
+    ours = betting.confidence_sequence(x, (0.0, 1.0))
+    assert ours[0] == pytest.approx(lo, abs=1e-3) and ours[1] == pytest.approx(hi, abs=1e-3)  # confseq's grid: 1/2000

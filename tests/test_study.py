@@ -67,7 +67,10 @@ def test_study_two_configs_two_seeds_report_and_restart(small, tmp_path, monkeyp
     assert "The protocol differs from the write-up's: 2 epochs, not 50" in md
     assert "runs/baseline/seed0/samples.png" in md and "![" in md and "curves.png" in md and "nll.png" in md
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 + 8  # two summary figures + 4 figures x 2 configurations
+    assert page.count("data:image/png;base64,") == 2 + 1 + 8  # two summary figures, the claims forest, 4 figures x 2 configurations
+    assert "claims_forest.png" in md and "## The claims in pictures" in md
+    beyond = md[md.index("## Beyond the write-up") : md.index("## ", md.index("## Beyond the write-up") + 3)]
+    assert "not measured: this study does not include" in beyond and "| configuration |" not in beyond  # no empty table
     ev = json.loads((out / "runs" / "baseline" / "seed1" / "eval.json").read_text())
     assert ev["binarized"] is False and ev["iwae"]["k"] == 4 and ev["samples"]["n"] == 200 and 0 <= ev["recon_accuracy"] <= 1
     study = json.loads((out / "study.json").read_text())

@@ -12,6 +12,7 @@ hence also at one) serves both kinds of study. A paired difference of a measure 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,19 +38,33 @@ def procedure_name(bounded: bool, sequential_study: bool) -> str:
     return BOUNDED if bounded else SEQUENTIAL if sequential_study else FIXED
 
 
+def p_value(values: Sequence[float], mean: float, bounds: tuple[float, float] | None, sequential_study: bool) -> float | None:
+    """The p-value of "the mean is ``mean``" by the kind's procedure (None below two values)."""
+    vals = finite(values)
+    if len(vals) < 2:
+        return None
+    if bounds is not None:
+        return betting.p_value(vals, bounds, mean)
+    return sequential.anytime_p(vals, mean) if sequential_study else sequential.fixed_p(vals, mean)
+
+
 def test(values: Sequence[float], threshold: float, bounds: tuple[float, float] | None, sequential_study: bool) -> Tested:
     """The interval of ``values`` (in seed order) and the p-value at ``threshold`` (None below two values)."""
     vals = finite(values)
     name = procedure_name(bounds is not None, sequential_study)
+    p = p_value(vals, threshold, bounds, sequential_study)
     if bounds is None:
-        iv = sequential.confidence_sequence(vals) if sequential_study else interval(vals)
-        p = (sequential.anytime_p(vals, threshold) if sequential_study else sequential.fixed_p(vals, threshold)) if len(vals) >= 2 else None
+        if sequential_study:
+            return Tested(sequential.confidence_sequence(vals), p, name)
+        iv = interval(vals)
+        if len(vals) >= 2 and min(vals) == max(vals):  # ties say nothing about the spread: no interval of width zero
+            iv = Interval(vals, iv.mean, iv.sd, -math.inf, math.inf)
         return Tested(iv, p, name)
     if (few := too_few(vals)) is not None:
-        return Tested(few, None, name)
+        return Tested(few, p, name)
     lo, hi = betting.confidence_sequence(vals, bounds)
     plain = interval(vals)
-    return Tested(Interval(vals, plain.mean, plain.sd, lo, hi), betting.p_value(vals, bounds, threshold), name)
+    return Tested(Interval(vals, plain.mean, plain.sd, lo, hi), p, name)
 
 
 def seeds_to_settle(values: Sequence[float], threshold: float, bounds: tuple[float, float] | None, sequential_study: bool) -> int | None:

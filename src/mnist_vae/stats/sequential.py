@@ -181,13 +181,18 @@ def seeds_for_power(diff: Interval, threshold: float = 0.0, power: float = 0.8, 
     return limit
 
 
-def holm(pvalues: Sequence[float], alpha: float = ALPHA) -> list[bool]:
-    """Holm's step-down procedure: which hypotheses are rejected with family-wise error ≤ ``alpha``."""
+def holm(pvalues: Sequence[float], alpha: float = ALPHA, groups: Sequence[object] | None = None) -> list[bool]:
+    """Holm's step-down procedure: which hypotheses are rejected with family-wise error ≤ ``alpha``, under any dependence.
+
+    ``groups``: hypotheses of one group cannot be true together (a claim's "mean = threshold" and "|mean − threshold| ≥
+    margin"); each step then divides α by the number of groups left rather than of hypotheses (Shaffer's S1, 1986).
+    """
     order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    label = list(range(len(pvalues))) if groups is None else list(groups)
     rejected = [False] * len(pvalues)
-    m = len(pvalues)
     for rank, i in enumerate(order):
-        if pvalues[i] <= alpha / (m - rank):
+        left = len({label[j] for j in order[rank:]})
+        if pvalues[i] <= alpha / left:
             rejected[i] = True
         else:
             break

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .claims import protocol_differences
-
-SETTLED = ("supported", "contradicted")
+from .claims import SETTLED, protocol_differences
 
 
 def headline(result: dict[str, Any]) -> str:
@@ -16,7 +14,7 @@ def headline(result: dict[str, Any]) -> str:
     measured = [c for c in claims if c["verdict"] != "not measured"]
     per_claim = [c for c in measured if c["verdict"] in SETTLED]
     settled = [c for c in per_claim if c.get("holm") == "holds"]
-    supported = sum(c["verdict"] == "supported" for c in settled)
+    count = {v: sum(c["verdict"] == v for c in settled) for v in SETTLED}
     seeds = [len(t["seeds"]) for t in result["table"]]
     spread = f"{min(seeds)}" if min(seeds) == max(seeds) else f"{min(seeds)}–{max(seeds)}"
     spent = meta.get("run_minutes") or {}
@@ -24,8 +22,8 @@ def headline(result: dict[str, Any]) -> str:
     wall = meta.get("wall_seconds")
     when = f"{wall / 60:.0f} min wall for this invocation, " if wall and not meta.get("report_only") else ""
     return (
-        f"**{len(settled)} of {len(measured)} measured claims settled family-wise: {supported} supported, {len(settled) - supported} "
-        f"contradicted.** Family-wise: Holm's method over the {len(measured)} claims' p-values, so the chance that any of these "
+        f"**{len(settled)} of {len(measured)} measured claims settled family-wise: {count['supported']} supported, "
+        f"{count['contradicted']} contradicted, {count['negligible']} negligible.** Family-wise: Holm's method over the {len(measured)} claims' p-values, so the chance that any of these "
         f"{len(settled)} verdicts is wrong is at most 5%{_anytime(claims)}. Per claim (each at 5% on its own, the table's verdict "
         f"column): {len(per_claim)} settled. {len(claims) - len(measured)} not measured. "
         f"{spread} seeds per configuration; {when}{minutes:.0f} min of training and evaluation summed over the runs. "
@@ -59,6 +57,9 @@ def verdict_text(c: dict[str, Any]) -> str:
     v = c["verdict"]
     if v == "not measured":
         return f"not measured: {c['why']}"
+    if v == "inconclusive" and c.get("beyond_max_seeds"):
+        return (f"inconclusive: would need about {c['seeds_for_power']} seeds for 80% power, more than --max-seeds "
+                f"{c['beyond_max_seeds']}, so it drew no more seeds")  # fmt: skip
     if v == "inconclusive" and c.get("seeds_for_power"):
         return f"inconclusive (about {c['seeds_for_power']} seeds in all would give 80% power to settle it)"
     return v

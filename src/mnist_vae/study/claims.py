@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..stats import Direction, Interval, paired, verdict
-from ..stats.procedures import BOUNDED, FIXED, SEQUENTIAL, procedure_name, seeds_to_settle, test
+from ..stats.procedures import BOUNDED, FIXED, SEQUENTIAL, p_value, procedure_name, seeds_to_settle, test
 from ..stats.sequential import holm
 
 Row = dict[str, Any]
@@ -62,6 +62,18 @@ CLEAR_ACCURACY = 0.90  # "clear": the classifier reads at least 90% of reconstru
 OFTEN_BLANK = 0.10  # "often blank": more than 10% of samples blank or unreadable
 FULL_COVERAGE = 9.5  # "covers 0-9": coverage (classes with >= 5% of samples) of 10, i.e. above 9.5
 CURVE_EPOCHS = 10  # a claim about the shape of a curve over epochs needs at least this many
+#: Smallest differences that matter, fixed before any study ran (issue 27), each with its reason.
+ENTROPY_MARGIN = (
+    0.01,
+    "0.01 of normalized entropy: one digit drawn 17% of the time and the others evenly, the least repetition a reader sees",
+)
+PROBE_MARGIN = (0.01, "one point of probe accuracy: below the ±0.013 binomial noise of one probe scored on 2,000 test digits")
+NLL_MARGIN = (1.0, "one nat per image: the smallest NLL gap the write-up's comparisons (tens of nats) would call a difference")
+EPOCH_MARGIN = (2.0, "two epochs of 50 to reach the same test loss: within the epoch-to-epoch wobble of one run's curve")
+ROUGH_MARGIN = (
+    0.05,
+    "0.05 nats of mean |second difference|: a tenth of the per-epoch loss change late in training, not visible on a curve",
+)
 #: The write-up's protocol; a study that differs says so above its claim table.
 WRITEUP_EPOCHS = 50
 WRITEUP_PROTOCOL: dict[str, Any] = {"epochs": WRITEUP_EPOCHS, "dataset": "mnist", "binarize": "none"}
@@ -112,6 +124,8 @@ class Claim:
     configurations the claim is about A − B, paired by seed) and ``joint`` (a number from A's and
     B's runs of the same seed) is given. ``min_epochs``: runs shorter than this cannot tell.
     ``bounds``: the range of the metric's number (or of the joint number), which picks the procedure.
+    ``margin`` (with ``margin_why``, its reason in a line): fixed before any study runs; a claim whose whole
+    interval lies within threshold ± margin is settled as **negligible**.
     """
 
     group: str
@@ -128,12 +142,16 @@ class Claim:
     min_epochs: int = 1
     epochs_why: str = ""
     bounds: Bounds = None
+    margin: float | None = None  # the smallest difference from the threshold that matters; inside it: "negligible"
+    margin_why: str = ""
 
     def __post_init__(self) -> None:
         if (self.metric is None) == (self.joint is None) or not 1 <= len(self.configs) <= 2:
             raise ValueError(f"claim {self.text!r}: give metric or joint, and one or two configurations")
         if self.joint is not None and len(self.configs) != 2:
             raise ValueError(f"claim {self.text!r}: a joint measurement needs two configurations")
+        if self.margin is not None and (self.margin <= 0 or not self.margin_why):
+            raise ValueError(f"claim {self.text!r}: a margin must be positive and say why it is the smallest that matters")
 
 
 def _curve(why: str) -> dict[str, Any]:
@@ -156,16 +174,18 @@ CLAIMS: tuple[Claim, ...] = (
           "less", ("deeper-decoder", "baseline"), metric=metric("recon_mu"), unit="nats"),
     Claim("deeper-decoder", "generated digits remained repetitive (no more diverse than baseline)",
           "class-histogram entropy of samples, deeper-decoder − baseline (≤ 0 claimed)", "less", ("deeper-decoder", "baseline"),
-          metric=metric("entropy"), fmt="{:.3f}", bounds=SHARE),
+          metric=metric("entropy"), fmt="{:.3f}", bounds=SHARE, margin=ENTROPY_MARGIN[0], margin_why=ENTROPY_MARGIN[1]),
     Claim("deeper-decoder", "KL divergence slightly higher", "test KL, deeper-decoder − baseline", "greater",
           ("deeper-decoder", "baseline"), metric=metric("kl"), unit="nats"),
     Claim("dropout", "training loss curves became unstable", "roughness of the per-epoch training loss, dropout − baseline",
           "greater", ("dropout", "baseline"), metric=lambda r: roughness(r["train_loss_history"]), unit="nats", fmt="{:.3f}",
+          margin=ROUGH_MARGIN[0], margin_why=ROUGH_MARGIN[1],
           **_curve("roughness is measured after epoch 5")),
     Claim("dropout", "generated images showed incomplete or noisy digits", "share of samples blank or unreadable, dropout − baseline",
           "greater", ("dropout", "baseline"), metric=metric("blank_rate"), fmt="{:.3f}", bounds=SHARE),
     Claim("dropout", "dropout alone did not improve diversity", "class-histogram entropy of samples, dropout − baseline (≤ 0 claimed)",
-          "less", ("dropout", "baseline"), metric=metric("entropy"), fmt="{:.3f}", bounds=SHARE),
+          "less", ("dropout", "baseline"), metric=metric("entropy"), fmt="{:.3f}", bounds=SHARE, margin=ENTROPY_MARGIN[0],
+          margin_why=ENTROPY_MARGIN[1]),
     Claim("optimized", "reconstructions were consistent and clear", "share of test reconstructions the digit classifier reads right, vs 90%",
           "greater", ("optimized",), metric=metric("recon_accuracy"), threshold=CLEAR_ACCURACY, fmt="{:.3f}", bounds=SHARE),
     Claim("optimized", "generated samples covered digits 0–9", "digits with at least 5% of 10,000 samples (10 claimed)", "greater",
@@ -176,10 +196,11 @@ CLAIMS: tuple[Claim, ...] = (
           "less", ("optimized", "baseline"), metric=metric("frechet")),
     Claim("reflections", "the LSTM encoder improved feature extraction compared with a dense encoder",
           "latent probe accuracy (logistic regression on μ), optimized − dense-encoder", "greater", ("optimized", "dense-encoder"),
-          metric=metric("probe_accuracy"), fmt="{:.3f}", bounds=SHARE),
+          metric=metric("probe_accuracy"), fmt="{:.3f}", bounds=SHARE, margin=PROBE_MARGIN[0], margin_why=PROBE_MARGIN[1]),
     Claim("reflections", "learning-rate adjustments affected convergence speed and stability",
           "epochs to a common test loss, fast-lr (lr 0.001) − baseline (lr 0.0005)", "differs", ("fast-lr", "baseline"),
-          joint=convergence_gap, unit="epochs", fmt="{:.1f}", bounds=epoch_gap_range, **_curve("convergence over epochs")),
+          joint=convergence_gap, unit="epochs", fmt="{:.1f}", bounds=epoch_gap_range, margin=EPOCH_MARGIN[0], margin_why=EPOCH_MARGIN[1],
+          **_curve("convergence over epochs")),
     Claim("reflections", "excessive dropout reduced output quality", "NLL, dropout − baseline", "greater", ("dropout", "baseline"),
           metric=metric("nll"), unit="nats"),
     Claim("reflections", "KL divergence helped maintain latent space regularity",
@@ -193,9 +214,11 @@ CLAIMS: tuple[Claim, ...] = (
           ("optimized", "mlp-vae"), metric=metric("entropy"), fmt="{:.3f}", bounds=SHARE),
     Claim("reflections", "combining sequence modeling and convolutional decoding yielded diverse generative outputs",
           "class-histogram entropy of samples, optimized (LSTM + convolutions) − dense-encoder (the same decoder, no LSTM)",
-          "greater", ("optimized", "dense-encoder"), metric=metric("entropy"), fmt="{:.3f}", bounds=SHARE),
+          "greater", ("optimized", "dense-encoder"), metric=metric("entropy"), fmt="{:.3f}", bounds=SHARE, margin=ENTROPY_MARGIN[0],
+          margin_why=ENTROPY_MARGIN[1]),
     Claim("reflections", "the LSTM encoder's latent code is as good as a dense encoder's (earlier finding: it is not)",
-          "NLL, optimized − dense-encoder", "less", ("optimized", "dense-encoder"), metric=metric("nll"), unit="nats", source="finding"),
+          "NLL, optimized − dense-encoder", "less", ("optimized", "dense-encoder"), metric=metric("nll"), unit="nats", source="finding",
+          margin=NLL_MARGIN[0], margin_why=NLL_MARGIN[1]),
     Claim("lstm-plus", "beats the standard MLP VAE of pytorch/examples", "NLL, lstm-plus − mlp-vae", "less", ("lstm-plus", "mlp-vae"),
           metric=metric("nll"), unit="nats", source="beyond"),
     Claim("lstm-plus", "beats the dense encoder with the same decoder", "NLL, lstm-plus − dense-encoder", "less",
@@ -204,7 +227,10 @@ CLAIMS: tuple[Claim, ...] = (
           metric=metric("active_units"), threshold=15.5, fmt="{:.1f}", source="beyond", bounds=(0.0, 16.0)),
 )  # fmt: skip
 
-__all__ = ["BOUNDED", "CLAIMS", "FIXED", "SEQUENTIAL", "Claim", "evaluate_claim", "evaluate_claims", "value_bounds"]
+#: The verdicts that settle a claim.
+SETTLED = ("supported", "contradicted", "negligible")
+
+__all__ = ["BOUNDED", "SETTLED", "CLAIMS", "FIXED", "SEQUENTIAL", "Claim", "evaluate_claim", "evaluate_claims", "value_bounds"]
 
 
 def _by_seed(rows: list[Row], config: str) -> dict[int, Row]:
@@ -267,7 +293,13 @@ def evaluate_claim(claim: Claim, rows: list[Row], sequential: bool = False) -> d
     tested = test(ordered, claim.threshold, bounds, sequential)
     iv = tested.interval
     out |= {"values": values, "effect": _effect(iv), "verdict": verdict(iv, claim.direction, claim.threshold), "p": tested.p}
-    out |= {"bounds": list(bounds) if bounds else None}
+    out |= {"bounds": list(bounds) if bounds else None, "margin": claim.margin}
+    if claim.margin is not None and iv.n >= 2:
+        edges = (claim.threshold - claim.margin, claim.threshold + claim.margin)
+        ps = [p_value(ordered, m, bounds, sequential) for m in edges]
+        out["p_negligible"] = max(p for p in ps if p is not None)
+        if edges[0] < iv.lo and iv.hi < edges[1]:
+            out["verdict"] = "negligible"
     if iv.n == 0:
         out["why"] = "no run gives a defined value (too few epochs for this measurement?)"
     if out["verdict"] == "inconclusive":
@@ -288,21 +320,28 @@ def effect_text(iv: Interval, claim: Claim) -> str:
     core = f(iv.mean) if iv.n < 2 or not math.isfinite(iv.hi - iv.lo) else f"{f(iv.mean)} [{f(iv.lo)}, {f(iv.hi)}]"
     unit = f" {claim.unit}" if claim.unit else ""
     versus = f" vs {f(claim.threshold)}" if claim.threshold and len(claim.configs) == 1 else ""
-    return f"{core}{unit}{versus}"
+    margin = f" (negligible within ±{f(claim.margin)})" if claim.margin is not None else ""
+    return f"{core}{unit}{versus}{margin}"
 
 
 def evaluate_claims(rows: list[Row], claims: tuple[Claim, ...] = CLAIMS, sequential: bool = False) -> list[dict[str, Any]]:
     """Every claim's row, in catalogue order, with Holm's family-wise view over the claims measured.
 
-    The family is every measured claim; a verdict "holds" family-wise when Holm's step-down rejects its
-    p-value and the claim's own interval has settled it. With anytime-valid p-values this is valid at
+    The family is every measured claim's hypothesis "mean = threshold", and for a claim with a margin also
+    "|mean − threshold| ≥ margin"; a verdict "holds" family-wise when Holm's step-down rejects the hypothesis
+    behind it and the claim's own interval has settled it. With anytime-valid p-values this is valid at
     whatever round the study stops, under any dependence between the claims.
     """
     out = [evaluate_claim(c, rows, sequential) for c in claims]
-    tested = [i for i, c in enumerate(out) if c["p"] is not None]
-    for i, rejected in zip(tested, holm([out[i]["p"] for i in tested])):
-        settled = out[i]["verdict"] in ("supported", "contradicted")
-        out[i]["holm"] = ("holds" if rejected else "not at family-wise 5%") if settled else "—"
+    # one hypothesis per claim ("mean = threshold"), and one more per claim with a margin ("|mean − threshold| ≥ margin")
+    hypotheses = [(i, key) for i, c in enumerate(out) for key in ("p", "p_negligible") if c.get(key) is not None]
+    rejected = dict(zip(hypotheses, holm([out[i][key] for i, key in hypotheses], groups=[i for i, _ in hypotheses])))
+    for i, c in enumerate(out):
+        if c["verdict"] in SETTLED:
+            key = "p_negligible" if c["verdict"] == "negligible" else "p"
+            c["holm"] = "holds" if rejected.get((i, key)) else "not at family-wise 5%"
+        elif c["p"] is not None:
+            c["holm"] = "—"
     return out
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from ..io import atomic_write_text
 from ..presets import kind_of
 from ..stats import equivalence, interval, paired, verdict
+from . import claim_figures
 from .claim_table import claim_lines, headline, missing_line, protocol_note
 from .claims import evaluate_claims
 
@@ -68,6 +69,9 @@ def summarize(rows: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any
             }
         )
     claims = evaluate_claims(rows, sequential=bool(meta.get("sequential")))
+    for c in claims:  # a sequential study stopped feeding these: say so beside their verdict
+        if meta.get("max_seeds") and (c.get("seeds_for_power") or 0) > meta["max_seeds"]:
+            c["beyond_max_seeds"] = meta["max_seeds"]
     return {"meta": meta, "table": table, "claims": claims, "variants": variant_effects(rows), "rows": rows}
 
 
@@ -187,7 +191,7 @@ def _html_table(lines: list[list[str]]) -> str:
     e = html.escape
     rows = ["<tr>" + "".join(f"<th>{e(h)}</th>" for h in lines[0]) + "</tr>"]
     rows += ["<tr>" + "".join(f"<td class='{_cell_class(v)}'>{e(v)}</td>" for v in row) + "</tr>" for row in lines[1:]]
-    return "<table>" + "".join(rows) + "</table>"
+    return "<div class='wide'><table>" + "".join(rows) + "</table></div>"
 
 
 def _cell_class(value: str) -> str:
@@ -256,11 +260,15 @@ def write_report(out: Path, result: dict[str, Any]) -> tuple[Path, Path]:
     ]
     if result.get("variants"):
         sections.append(("Variants against their base configuration (paired by seed; variant − base)", _variant_lines(result), []))
+    pictures = claim_figures.draw(out, result)
     md = ["# mnist-vae study", "", headline(result), "", *_intro(result["meta"]), ""]
     md += [line for fname, title in SUMMARY_FIGURES for line in (f"### {title}", "", f"![{title}]({fname})", "")]
     md += ["## Results", "", *_md_table(_table_lines(result)), ""]
     for title, lines, notes in sections:
-        md += [f"## {title}", "", *(n for note in notes for n in (note, "")), *_md_table(lines), ""]
+        md += [f"## {title}", "", *(n for note in notes for n in (note, "")), *(_md_table(lines) if len(lines) > 1 else []), ""]
+    if pictures:
+        md += ["## The claims in pictures", ""]
+        md += [line for fname, title in pictures for line in (f"### {title}", "", f"![{title}]({fname})", "")]
     md += ["## Figures of each configuration (lowest seed)", ""]
     for fname, title in FIGURES:
         md += [
@@ -274,7 +282,7 @@ def write_report(out: Path, result: dict[str, Any]) -> tuple[Path, Path]:
     md_path = out / "report.md"
     atomic_write_text(md_path, "\n".join(md))
     html_path = out / "report.html"
-    atomic_write_text(html_path, _html(out, result, names, sections))
+    atomic_write_text(html_path, _html(out, result, names, sections, pictures))
     return md_path, html_path
 
 
@@ -284,23 +292,36 @@ def _img(path: Path, alt: str) -> str:
     return f"<img src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode('ascii')}' alt='{html.escape(alt)}'>"
 
 
-def _html(out: Path, result: dict[str, Any], names: list[str], sections: list[tuple[str, list[list[str]], list[str]]]) -> str:
+def _html(
+    out: Path,
+    result: dict[str, Any],
+    names: list[str],
+    sections: list[tuple[str, list[list[str]], list[str]]],
+    pictures: list[tuple[str, str]],
+) -> str:
     e = html.escape
     page = [
         "<!doctype html><html><head><meta charset='utf-8'><title>mnist-vae study</title><style>",
         "body{font-family:sans-serif;margin:2em;max-width:100%} table{border-collapse:collapse;margin-bottom:1em} "
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top} td.num{text-align:right;white-space:nowrap} "
         ".v-supported{background:#d9f2d9} .v-contradicted{background:#f8d7d7} .v-inconclusive{background:#fff3cd} "
-        ".v-not-measured{color:#777} .headline{font-size:1.1em;font-weight:bold} "
+        ".v-negligible{background:#dde8f8} .v-not-measured{color:#777} .headline{font-size:1.1em;font-weight:bold} "
+        ".wide{overflow-x:auto;max-width:100%} .wide table{font-size:0.92em} "
         ".figs{display:flex;gap:12px;overflow-x:auto} .figs figure{margin:0} .figs img{max-width:360px} "
-        ".summary img{max-width:900px} figcaption{text-align:center;font-weight:bold}",
+        ".summary img{max-width:900px} .claims img{max-width:100%} figcaption{text-align:center;font-weight:bold}",
         "</style></head><body><h1>mnist-vae study</h1>",
     ]
     page.append(f"<p class='headline'>{e(headline(result).replace('**', ''))}</p>")
     page += [f"<p>{e(line)}</p>" for line in _intro(result["meta"])]
     page += [f"<h3>{e(title)}</h3><div class='summary'>{_img(out / fname, title)}</div>" for fname, title in SUMMARY_FIGURES]
     page += ["<h2>Results</h2>", _html_table(_table_lines(result))]
-    page += [f"<h2>{e(title)}</h2>{''.join(f'<p>{e(n)}</p>' for n in notes)}{_html_table(lines)}" for title, lines, notes in sections]
+    page += [
+        f"<h2>{e(title)}</h2>{''.join(f'<p>{e(n)}</p>' for n in notes)}{_html_table(lines) if len(lines) > 1 else ''}"
+        for title, lines, notes in sections
+    ]
+    if pictures:
+        page.append("<h2>The claims in pictures</h2>")
+        page += [f"<h3>{e(title)}</h3><div class='claims'>{_img(out / fname, title)}</div>" for fname, title in pictures]
     page.append("<h2>Figures of each configuration (lowest seed)</h2>")
     for fname, title in FIGURES:
         figs = "".join(f"<figure><figcaption>{e(n)}</figcaption>{_img(out / _first_run(result, n) / fname, n)}</figure>" for n in names)

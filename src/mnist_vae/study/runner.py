@@ -236,13 +236,14 @@ def _settle(
         log.info(f"until-settled: round 1 {_took(timing[0])}")
     while True:
         claims = evaluate_claims(rows, sequential=True)
-        nxt, why = settle.next_round(claims, settle.seeds_so_far(rounds), s.max_seeds, plan.workers)
+        seen = cost.observe(rows, rounds, timing, plan.workers)
+        learned = {c.config: c for c in cost.learn(list(by_config.values()), seen, plan.workers)}
+        minutes = {n: c.total_s / 60 for n, c in learned.items()}  # claims are fed cheapest first
+        nxt, why = settle.next_round(claims, settle.seeds_so_far(rounds), s.max_seeds, plan.workers, minutes)
         if not nxt:
             log.info(f"until-settled: stopping: {why}")
             return rows, why
         jobs = plan_jobs(plan, s, nxt)
-        seen = cost.observe(rows, rounds, timing, plan.workers)
-        learned = {c.config: c for c in cost.learn(list(by_config.values()), seen, plan.workers)}
         need, upper = cost.round_estimate([learned[j.config] for j in jobs], seen, plan.workers)
         gone = time.perf_counter() - t0
         if s.budget_s is not None and gone + upper > s.budget_s:

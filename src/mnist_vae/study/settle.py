@@ -86,21 +86,51 @@ def seeds_so_far(rounds: list[dict[str, list[int]]]) -> dict[str, list[int]]:
     return out
 
 
-def next_round(claims: list[dict[str, Any]], have: dict[str, list[int]], max_seeds: int, workers: int) -> tuple[dict[str, list[int]], str]:
+def open_claims(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The measured claims whose verdict does not yet hold family-wise (what the headline still lacks)."""
+    return [c for c in claims if c["verdict"] != "not measured" and c.get("holm") != "holds"]
+
+
+def hopeless(claim: dict[str, Any], max_seeds: int) -> bool:
+    """Whether an open claim would need more than ``max_seeds`` seeds at its current estimate (it then draws no more)."""
+    need = claim.get("seeds_for_power")
+    return need is not None and need > max_seeds
+
+
+def next_round(
+    claims: list[dict[str, Any]], have: dict[str, list[int]], max_seeds: int, workers: int, minutes: dict[str, float] | None = None
+) -> tuple[dict[str, list[int]], str]:
     """The next round's seeds per configuration, or ({}, why the study stops).
 
-    Open claims (inconclusive, and measured) name the configurations they need; each gets the next
-    seeds, as many as keep ``workers`` busy, up to ``max_seeds`` in all.
+    Open claims are those not yet settled family-wise. One that would need more than ``max_seeds`` seeds at its
+    current estimate draws no more. The others are fed cheapest first: a claim's next paired seed costs the run
+    minutes (``minutes``, per configuration; 1 each if unknown) of the configurations that have the fewest of its
+    seeds, and configurations are added claim by claim until ``workers`` are busy, each getting the next seeds up
+    to ``max_seeds`` in all.
     """
-    open_ = [c for c in claims if c["verdict"].startswith("inconclusive")]
+    open_ = open_claims(claims)
     if not open_:
-        return {}, "every claim the study can measure is settled"
-    need = list(dict.fromkeys(n for c in open_ for n in c["configs"] if len(have.get(n, [])) < max_seeds))
-    if not need:
-        return {}, f"{len(open_)} claim(s) still open, but every configuration they need has {max_seeds} seeds (--max-seeds)"
-    per = max(1, math.ceil(workers / len(need)))
+        return {}, "every claim the study can measure is settled family-wise"
+    far = [c for c in open_ if hopeless(c, max_seeds)]
+    later = f"; {len(far)} would need more than --max-seeds {max_seeds} and draw no more seeds" if far else ""
+
+    def feeders(c: dict[str, Any]) -> list[str]:
+        counts = {n: len(have.get(n, [])) for n in c["configs"] if len(have.get(n, [])) < max_seeds}
+        return [n for n, k in counts.items() if k == min(counts.values())] if counts else []
+
+    fed = [(c, feeders(c)) for c in open_ if c not in far]
+    fed = [(c, f) for c, f in fed if f]
+    if not fed:
+        return {}, f"{len(open_)} claim(s) still open{later}; every configuration the others need has {max_seeds} seeds (--max-seeds)"
+    fed.sort(key=lambda cf: sum((minutes or {}).get(n, 1.0) for n in cf[1]))
+    chosen: list[str] = []
+    for _, names in fed:
+        chosen += [n for n in names if n not in chosen]
+        if len(chosen) >= workers:
+            break
+    per = max(1, math.ceil(workers / len(chosen)))
     out = {}
-    for name in need:
+    for name in chosen:
         start = max(have.get(name, [-1]), default=-1) + 1
         out[name] = list(range(start, min(start + per, max_seeds)))
-    return out, f"{len(open_)} claim(s) open; adding seeds to {', '.join(need)}"
+    return out, f"{len(open_)} claim(s) open family-wise{later}; adding seeds to {', '.join(chosen)}"
