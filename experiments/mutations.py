@@ -66,8 +66,8 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
     "Holm replaced by per-claim verdicts in the headline's column": [
         (
             "study/claims.py",
-            'for i, rejected in zip(tested, holm([out[i]["p"] for i in tested])):',
-            'for i, rejected in zip(tested, [out[i]["p"] <= 0.05 for i in tested]):',
+            "rejected = dict(zip(hypotheses, holm([out[i][key] for i, key in hypotheses], groups=[i for i, _ in hypotheses])))",
+            "rejected = dict(zip(hypotheses, [out[i][key] <= 0.05 for i, key in hypotheses]))",
         ),
     ],
 }

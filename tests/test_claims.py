@@ -190,3 +190,12 @@ def test_every_margin_is_fixed_with_its_reason():
     assert len(with_margin) >= 5 and all(c.margin > 0 and len(c.margin_why) > 20 for c in with_margin)
     with pytest.raises(ValueError, match="margin"):
         CLAIMS[0].__class__("g", "t", "m", "less", ("a",), metric=lambda r: 0.0, margin=1.0)
+
+
+def test_a_verdict_settled_per_claim_needs_holm_to_hold_family_wise():
+    rows = _rows("baseline") + _rows("dropout", nll=[111.0, 111.4, 111.2]) + _rows("deeper-decoder", recon_mu=[98.0, 99.0, 98.5])
+    res = evaluate_claims(rows)  # fixed seeds: Student t p-values
+    tested = [c for c in res if c["p"] is not None]
+    between = [c for c in tested if c["verdict"] == "supported" and 0.05 / len(tested) < c["p"] <= 0.05]
+    assert between, [(c["claim"], c["p"]) for c in tested]
+    assert all(c["holm"] == "not at family-wise 5%" for c in between)

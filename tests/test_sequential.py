@@ -262,3 +262,11 @@ def test_the_betting_sequence_matches_confseq(name):
         assert math.exp(max(plus[-1], minus[-1])) / 2 == pytest.approx(mart, rel=1e-9)  # max(θK⁺, (1−θ)K⁻), θ = 1/2
     ours = betting.confidence_sequence(x, (0.0, 1.0))
     assert ours[0] == pytest.approx(lo, abs=1e-3) and ours[1] == pytest.approx(hi, abs=1e-3)  # confseq's grid: 1/2000
+
+
+def test_the_betting_evidence_is_a_running_maximum_and_its_intervals_nest():
+    x = [0.9, 0.8, 0.95, 0.2, 0.1, 0.15, 0.3, 0.1, 0.2, 0.25]  # evidence against 0.5 rises, then falls back
+    plus, minus = betting.log_wealth(np.asarray(x), 0.5)
+    assert np.all(np.diff(plus) >= 0) and np.all(np.diff(minus) >= 0)
+    bounds = [betting.confidence_sequence(x[:n], (0.0, 1.0)) for n in range(1, len(x) + 1)]
+    assert all(a[0] <= b[0] and b[1] <= a[1] for a, b in zip(bounds, bounds[1:]))
