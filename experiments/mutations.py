@@ -47,8 +47,9 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
         ("stats/sequential.py", "lo, hi = max(lo, mean[k] - half), min(hi, mean[k] + half)", "lo, hi = mean[k] - half, mean[k] + half"),
     ],
     "no running maximum (betting)": [
-        ("stats/betting.py", "plus = np.maximum.accumulate(np.cumsum(", "plus = (np.cumsum("),
-        ("stats/betting.py", "minus = np.maximum.accumulate(np.cumsum(", "minus = (np.cumsum("),
+        ("stats/betting.py", "plus = np.maximum.accumulate(np.cumsum(", "plus = _unchanged(np.cumsum("),
+        ("stats/betting.py", "minus = np.maximum.accumulate(np.cumsum(", "minus = _unchanged(np.cumsum("),
+        ("stats/betting.py", "def stakes(", "def _unchanged(a, axis=-1):\n    return a\n\n\ndef stakes("),
     ],
     "anytime_p replaced by the fixed-n p": [
         (
@@ -90,6 +91,8 @@ def run(name: str, subs: list[tuple[str, str, str]], tests: list[str]) -> list[s
             [sys.executable, "-c", "import mnist_vae, sys; print(mnist_vae.__file__)"], env=env, capture_output=True, text=True
         )
         assert check.stdout.startswith(tmp), f"the mutated copy was not imported: {check.stdout}"
+    if re.search(r"^ERROR ", proc.stdout, flags=re.M):
+        raise SystemExit(f"{name}: the mutated code does not import or a test errors; fix the mutation:\n{proc.stdout[-2000:]}")
     return re.findall(r"^FAILED (\S+)", proc.stdout, flags=re.M)
 
 
