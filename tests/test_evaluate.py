@@ -145,3 +145,35 @@ def test_latent_probe_separable_and_random():
     assert latent_probe(mu[:400], y[:400], mu[400:], y[400:]) == 1.0
     noise = torch.randn(600, 5, generator=g)
     assert latent_probe(noise[:400], y[:400], noise[400:], y[400:]) < 0.3
+
+
+def test_eval_json_reads_back_with_its_keys_in_order(tmp_path):
+    """EvalResult is eval.json typed: a file of today's keys (a screen's, without the sample measurements, and one
+    with a key another version wrote) reads back and writes the same keys, in the same order."""
+    import json
+
+    from mnist_vae.evaluation.result import EvalResult
+
+    full = {
+        "run": "runs/x", "config": "optimized", "epoch": 3, "dataset": {"name": "embedded"}, "binarized": False, "binarize": "none",
+        "n_test": 100, "device": "cpu", "elbo": 101.5, "recon": 80.0, "kl": 21.5, "recon_mu": 79.0, "kl_per_dim": [1.0, 2.0],
+        "iwae": {"nll": 99.0, "stderr": 0.5, "k": 2, "seed": 0, "precision": "fp32", "seconds": 1.0}, "active_units": 2,
+        "mu_variance": [0.5, 0.25], "parameters": 1234, "probe_accuracy": 0.9, "samples": {"n": 20, "coverage": 9},
+        "recon_accuracy": 0.8, "midpoint_readable": 0.7, "classifier_accuracy": 0.99, "eval_seconds": 4.2,
+    }  # fmt: skip
+    screen = {
+        k: v
+        for k, v in full.items()
+        if k not in ("probe_accuracy", "samples", "recon_accuracy", "midpoint_readable", "classifier_accuracy")
+    }
+    screen = {**{k: v for k, v in screen.items() if k != "eval_seconds"}, "screen": True, "eval_seconds": 1.0}
+    (tmp_path / "again").mkdir()
+    for d in (full, screen, {**full, "from_a_newer_version": [1]}):
+        (tmp_path / "eval.json").write_text(json.dumps(d))
+        ev = EvalResult.read(tmp_path)
+        assert ev is not None and list(ev.to_dict().items()) == list(d.items())
+        ev.write(tmp_path / "again")
+        assert json.loads((tmp_path / "again" / "eval.json").read_text()) == d
+    assert EvalResult.read(tmp_path / "nowhere") is None
+    (tmp_path / "eval.json").write_text(json.dumps({"run": "runs/x"}))  # not an evaluation
+    assert EvalResult.read(tmp_path) is None

@@ -136,7 +136,7 @@ def test_train_resume_bitwise_evaluate_export_load_and_serve(plugin_dir, tmp_pat
     assert meta["plugins"]["encoder"] == {"kind": "gru", "distribution": "mnist-vae-gru", "version": "0.1.0", "module": "mnist_vae_gru"}
 
     ev = evaluate_run(tmp_path / "straight", EvalConfig(k=2, n_samples=20, chunk=64), dataset=small_data, screen=True)
-    assert ev["epoch"] == 2 and ev["iwae"]["nll"] > 0
+    assert ev.epoch == 2 and ev.iwae["nll"] > 0 and ev.screen and ev.samples is None
 
     run = mnist_vae.load_run(tmp_path / "straight")
     assert run.sample(3).shape == (3, 28, 28) and run.encode(small_data.test_images[:2])[0].shape == (2, 16)

@@ -25,7 +25,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     set_threads_from(args)
     result = evaluate_run(args.run, eval_settings(args), progress=not args.no_progress, device=args.device)
     print(format_eval(result))
-    print(f"wrote {args.run}/eval.json ({result['eval_seconds']:.1f} s)")
+    print(f"wrote {args.run}/eval.json ({result.eval_seconds:.1f} s)")
     return 0
 
 

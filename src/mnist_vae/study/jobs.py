@@ -23,6 +23,7 @@ from typing import Any
 
 from ..config import EvalConfig, RunConfig
 from ..data import Dataset
+from ..evaluation.result import EvalResult
 from ..evaluation.run import evaluate_run, resolved
 from ..runs.folder import RUN_MARKER, read_run_config
 from ..runtime.device import resolve_device
@@ -119,29 +120,25 @@ def _train_and_evaluate(job: Job, dataset: Dataset | None, classifier: Any) -> d
     return job_row(job, ev, peak_rss_mb())
 
 
-def evaluated(job: Job) -> dict[str, Any] | None:
+def evaluated(job: Job) -> EvalResult | None:
     """The run's eval.json if it is trained to the job's epochs and evaluated with its settings, else None."""
-    path = Path(job.run_dir)
-    try:
-        ev = json.loads((path / "eval.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    if not isinstance(ev, dict):
+    ev = EvalResult.read(job.run_dir)
+    if ev is None:
         return None
     s = resolved(job.settings, resolve_device(job.eval_device))
-    iw = ev.get("iwae", {})
+    iw = ev.iwae
     matches = (
-        ev.get("epoch") == job.cfg["train"]["epochs"]
+        ev.epoch == job.cfg["train"]["epochs"]
         and iw.get("k") == s.k
         and iw.get("seed") == s.seed
         and iw.get("precision") == s.precision
-        and bool(ev.get("screen", False)) == job.screen
-        and (job.screen or (ev.get("samples", {}).get("n") == s.n_samples and "midpoint_readable" in ev))
+        and bool(ev.screen) == job.screen
+        and (job.screen or ((ev.samples or {}).get("n") == s.n_samples and ev.midpoint_readable is not None))
     )
     return ev if matches else None
 
 
-def job_row(job: Job, ev: dict[str, Any], peak_mb: float) -> dict[str, Any]:
+def job_row(job: Job, ev: EvalResult, peak_mb: float) -> dict[str, Any]:
     """The study's row of a finished job: its table row, its name and seed, and the settings its run resolved to."""
     t = read_run_config(Path(job.run_dir)).train
     resolved_settings = {"epochs": t.epochs, "binarize": t.binarize, "device": t.device, "precision": t.precision, "threads": t.threads}
@@ -158,41 +155,45 @@ def job_row(job: Job, ev: dict[str, Any], peak_mb: float) -> dict[str, Any]:
 _NAN = float("nan")
 
 
-def table_row(run_dir: Path, ev: dict[str, Any]) -> dict[str, Any]:
+def _measured(value: float | None) -> float:
+    return _NAN if value is None else value
+
+
+def table_row(run_dir: Path, ev: EvalResult) -> dict[str, Any]:
     """One seed's row: the run's metrics.jsonl and eval.json in one flat dict (NaN where a screen did not measure)."""
     lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     history = [json.loads(line) for line in lines if line.strip()]
     seconds = sum(r["train_seconds"] for r in history)
     images = sum(r["train_seconds"] * r["images_per_second"] for r in history)
-    s, iw = ev.get("samples", {}), ev["iwae"]
+    s, iw = ev.samples or {}, ev.iwae
     return {
         "run": str(run_dir),
-        "epochs": ev["epoch"],
-        "parameters": ev["parameters"],
+        "epochs": ev.epoch,
+        "parameters": ev.parameters,
         "train_seconds": seconds,
         "images_per_second": images / seconds if seconds else _NAN,
-        "elbo": ev["elbo"],
-        "recon": ev["recon"],
-        "kl": ev["kl"],
-        "recon_mu": ev["recon_mu"],
+        "elbo": ev.elbo,
+        "recon": ev.recon,
+        "kl": ev.kl,
+        "recon_mu": ev.recon_mu,
         "nll": iw["nll"],
         "nll_stderr": iw["stderr"],
         "k": iw["k"],
         "precision": iw["precision"],
         "nll_seconds": iw["seconds"],
-        "eval_seconds": ev.get("eval_seconds", _NAN),
-        "active_units": ev["active_units"],
-        "latent_dim": len(ev["mu_variance"]),
-        "probe_accuracy": ev.get("probe_accuracy", _NAN),
-        "recon_accuracy": ev.get("recon_accuracy", _NAN),
-        "midpoint_readable": ev.get("midpoint_readable", _NAN),
+        "eval_seconds": ev.eval_seconds,
+        "active_units": ev.active_units,
+        "latent_dim": len(ev.mu_variance),
+        "probe_accuracy": _measured(ev.probe_accuracy),
+        "recon_accuracy": _measured(ev.recon_accuracy),
+        "midpoint_readable": _measured(ev.midpoint_readable),
         "coverage": s.get("coverage", _NAN),
         "histogram": s.get("histogram", []),
         "entropy": s.get("entropy", _NAN),
         "blank_rate": s.get("blank_rate", _NAN),
         "frechet": s.get("frechet", _NAN),
         "frechet_floor": s.get("frechet_floor", _NAN),
-        "binarized": ev["binarized"],
+        "binarized": ev.binarized,
         **{f"{k}_history": [r[k] for r in history] for k in ("test_loss", "test_recon", "test_kl", "train_loss")},
     }
 
