@@ -31,7 +31,7 @@ from ..config import EvalConfig, RunConfig
 from ..data import Dataset
 from ..evaluation.classifier import cached_classifier, estimate_training_seconds
 from ..evaluation.likelihood import decoder_rate
-from ..models import VAE
+from ..models import VAE, build_model
 from ..runs.folder import RUN_MARKER
 from ..runtime.device import resolve_device, resolve_precision
 from ..runtime.process import set_threads
@@ -82,8 +82,7 @@ def training_rate(cfg: RunConfig, steps: int = MIN_STEPS, warmup: int = 3, secon
     device = resolve_device(cfg.train.device)
     t = cfg.replace(precision=resolve_precision(cfg.train.precision, device)).train
     torch.manual_seed(0)
-    model = VAE(cfg.model).to(device)
-    model.channels_last = t.channels_last
+    model = build_model(cfg, device)
     step = TrainStep(model, model, t, device, total_steps=warmup + MAX_STEPS)
     x = torch.rand(t.batch_size, 28, 28, device=device)
     shape = (t.batch_size, cfg.model.latent_dim) if t.iwae_k == 1 else (t.iwae_k, t.batch_size, cfg.model.latent_dim)
