@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import replace
 
 import pytest
 import torch
@@ -97,7 +96,7 @@ def _reset_logging():
 # --- sharing the CPU (runtime/share.py) ---
 
 PEER = (
-    "import os, sys, time; from pathlib import Path; from mnist_vae.runtime import share; os.nice(int(sys.argv[3])); "
+    "import sys, time; from pathlib import Path; from mnist_vae.runtime import share; "
     "share.Registry(Path(sys.argv[1])).join(int(sys.argv[2])); print('joined', flush=True); time.sleep(120)"
 )
 
@@ -107,9 +106,9 @@ def peer(tmp_path):
     """Start processes that register in tmp_path/registry (``threads`` 0 = they share) and idle; killed at the end."""
     procs = []
 
-    def start(threads: int = 0, nice: int = 0) -> subprocess.Popen:
+    def start(threads: int = 0) -> subprocess.Popen:
         p = subprocess.Popen(
-            [sys.executable, "-c", PEER, str(tmp_path / "registry"), str(threads), str(nice)],
+            [sys.executable, "-c", PEER, str(tmp_path / "registry"), str(threads)],
             env={**os.environ, "PYTHONPATH": str(SRC)},
             stdout=subprocess.PIPE,
             text=True,
@@ -144,146 +143,16 @@ def test_fair_share_splits_what_the_fixed_counts_leave_among_the_sharers():
     assert share.fair_share(4, _me(), [other(0)], outside=2.0) == 1
 
 
-def test_split_hands_out_each_core_once_in_proportion_to_the_weights():
-    assert share.weight(0) == 1024 and share.weight(19) == 15 and share.weight(40) == 15 and share.weight(-25) == 88761
-    assert all(1.19 < share.weight(n) / share.weight(n + 1) < 1.3 for n in range(-20, 19))  # each step about 1.25x
-    assert share.split(5, [1, 1]) == [3, 2]  # equal weights: the remainder to the earlier
-    assert share.split(2, [1024, 15]) == [2, 0]
-    assert share.split(2, [1024, 526]) == [1, 1]  # nice 3 weighs about half: one core each
-    assert share.split(4, [1024, 526]) == [3, 1]
-    for cores in range(1, 9):
-        for weights in ([1024, 15], [1024, 1024, 110], [335, 1024, 23, 88761], [7]):
-            assert sum(share.split(cores, weights)) == cores
-
-
-def test_a_niced_sharer_takes_a_share_by_its_scheduler_weight():
-    normal, niced = share.Peer(1, 0, 1.0, "a", nice=0), share.Peer(2, 0, 2.0, "b", nice=19)
-    # A nice -n 19 study beside a normal training on 2 cores: the training keeps both, the study one thread.
-    assert share.fair_share(2, normal, [niced]) == 2
-    assert share.fair_share(2, niced, [normal]) == 1
-    slightly = share.Peer(2, 0, 2.0, "b", nice=3)
-    assert share.fair_share(4, normal, [slightly]) == 3 and share.fair_share(4, slightly, [normal]) == 1
-    assert share.fair_share(2, niced, [], at_least=2) == 1  # torchrun's processes, niced together: still even
-
-
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-class FakeProc:
-    """A simulated /proc: /proc/stat's first line and /proc/<pid>/stat per process, in seconds."""
-
-    def __init__(self, root) -> None:
-        self.root = root
-        self.cpu = {"user": 0.0, "nice": 0.0, "system": 0.0}
-        root.mkdir()
-        self.write()
-
-    def add(self, **seconds: float) -> None:
-        for k, v in seconds.items():
-            self.cpu[k] += v
-        self.write()
-
-    def write(self) -> None:
-        c = {k: round(v * TICK) for k, v in self.cpu.items()}
-        (self.root / "stat").write_text(f"cpu  {c['user']} {c['nice']} {c['system']} 900000 10 0 0 0 0 0\ncpu0 1 2 3\n")
-
-    def process(self, pid: int, user: float, system: float, nice: int) -> None:
-        (self.root / str(pid)).mkdir(exist_ok=True)
-        fields = ["S", "1", "1", "1", "0", "-1", "0", "0", "0", "0", "0", str(round(user * TICK)), str(round(system * TICK))]
-        fields += ["0", "0", str(20 + nice), str(nice), "1"]
-        (self.root / str(pid) / "stat").write_text(f"{pid} (python x) " + " ".join(fields) + "\n")
-
-
-@pytest.fixture
-def fake_proc(tmp_path, monkeypatch):
-    clock = _Clock()
-    monkeypatch.setattr(share.time, "monotonic", clock)
-    proc = FakeProc(tmp_path / "proc")
-    proc.clock = clock
-    monkeypatch.setattr(share, "PROC", proc.root)
-    return proc
-
-
-def _two_looks(proc: FakeProc, reg: share.Registry, step) -> tuple[list[share.Peer], float]:
-    """A first look, ``step()`` (2 s of simulated CPU), the look after it."""
-    reg.look()
-    step()
-    proc.clock.now += 2.0
-    return reg.look()
-
-
-def test_load_from_outside_the_registry_is_what_the_machine_did_less_this_process(tmp_path, fake_proc):
+def test_load_from_outside_the_registry_is_what_the_machine_did_less_this_process(tmp_path, monkeypatch):
+    clock, machine, mine = [100.0], [0.0], [0.0]
+    monkeypatch.setattr(share.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(share, "machine_busy_seconds", lambda: machine[0])
+    monkeypatch.setattr(share, "_cpu_seconds", lambda pid: mine[0] if pid == os.getpid() else None)
     reg = share.Registry(tmp_path / "registry")
     reg.join(0)
-    fake_proc.process(os.getpid(), 0.0, 0.0, 0)
-
-    def step():  # 2 s: both cores busy, this process one of them, another program at nice 0 the other
-        fake_proc.add(user=4.0)
-        fake_proc.process(os.getpid(), 2.0, 0.0, 0)
-
     assert reg.look() == ([], 0.0)  # a first look knows no rates
-    assert _two_looks(fake_proc, reg, step) == ([], 1.0)
-    reg.leave()
-
-
-def test_load_at_a_lower_priority_than_ours_takes_no_core(tmp_path, fake_proc):
-    reg = share.Registry(tmp_path / "registry")
-    me = reg.join(0)
-    fake_proc.process(os.getpid(), 0.0, 0.0, 0)
-
-    def step():  # this process on one core, a nice -n 19 busy loop (outside the registry) on the other
-        fake_proc.add(user=1.9, system=0.1, nice=2.0)
-        fake_proc.process(os.getpid(), 1.9, 0.1, 0)
-
-    peers, outside = _two_looks(fake_proc, reg, step)
-    assert (peers, outside) == ([], 0.0)
-    assert share.fair_share(2, me, peers, outside=outside) == 2  # both cores: the kernel runs the loop on what we leave
-    reg.leave()
-
-
-def test_a_niced_process_counts_every_outside_load(tmp_path, fake_proc, monkeypatch):
-    monkeypatch.setattr(share, "own_nice", lambda: 10)
-    reg = share.Registry(tmp_path / "registry")
-    me = replace(reg.join(0), nice=10)
-    fake_proc.process(os.getpid(), 0.0, 0.0, 10)
-
-    def step():  # this nice 10 process on one core (the nice column), a normal program on the other
-        fake_proc.add(user=2.0, nice=2.0)
-        fake_proc.process(os.getpid(), 2.0, 0.0, 10)
-
-    peers, outside = _two_looks(fake_proc, reg, step)
-    assert outside == pytest.approx(1.0)
-    assert share.fair_share(2, me, peers, outside=outside) == 1  # it yields the core the kernel gives the other
-    reg.leave()
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="no flock")
-def test_a_niced_registered_process_is_weighed_not_counted_as_outside_load(tmp_path, peer, fake_proc):
-    p = peer(nice=19)  # a nice -n 19 study
-    reg = share.Registry(tmp_path / "registry")
-    me = reg.join(0)
-    fake_proc.process(os.getpid(), 0.0, 0.0, 0)
-    fake_proc.process(p.pid, 0.0, 0.0, 19)
-
-    def step():  # both busy, each on a core; the niced one's user time is in the nice column, its system time is not
-        fake_proc.add(user=2.0, nice=1.8, system=0.2)
-        fake_proc.process(os.getpid(), 2.0, 0.0, 0)
-        fake_proc.process(p.pid, 1.8, 0.2, 19)
-
-    peers, outside = _two_looks(fake_proc, reg, step)
-    assert [q.nice for q in peers] == [19] and outside == pytest.approx(0.0)
-    assert share.fair_share(2, me, peers, outside=outside) == 2
-    assert share.fair_share(2, replace(peers[0], nice=19), [me], outside=outside) == 1  # what the study computes
-    reg.leave()
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/stat") or sys.platform == "win32", reason="no /proc")
-def test_a_registered_process_s_nice_value_is_read_from_the_kernel(tmp_path, peer):
-    peer(nice=7)
-    reg = share.Registry(tmp_path / "registry")
-    reg.join(0)
-    assert [q.nice for q in reg.look()[0]] == [7]
-    assert share.proc_cpu(os.getpid()).nice == share.own_nice()
+    clock[0], machine[0], mine[0] = 102.0, 4.0, 2.0  # 2 s: both cores busy, this process one of them
+    assert reg.look() == ([], 1.0)
     reg.leave()
 
 
@@ -315,7 +184,7 @@ def registry(tmp_path, monkeypatch):
     monkeypatch.setattr(share, "_REGISTRY", reg)
     monkeypatch.setattr(share, "cores", lambda: 4)
     monkeypatch.setattr(share, "RECHECK_S", 0.0)
-    monkeypatch.setattr(share, "machine_busy_seconds", lambda niced=True: None)  # whatever else this machine runs now
+    monkeypatch.setattr(share, "machine_busy_seconds", lambda: None)  # whatever else this machine runs now
     monkeypatch.delenv(share.ENV_OFF, raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     yield reg
@@ -356,14 +225,3 @@ def test_no_share_keeps_the_old_behaviour(registry, peer, monkeypatch):
     peer()
     assert process.set_threads(0) == 4  # one per core, as before
     assert registry.me is None  # and not registered
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="no flock")
-def test_a_niced_sharer_leaves_the_cores_to_a_normal_one(registry, peer, monkeypatch):
-    peer(nice=19)  # a nice -n 19 study beside this process
-    assert process.set_threads(0) == 4  # weight 1024 against 15: every core
-    process._follow.stop()
-    registry.leave()
-    monkeypatch.setattr(share, "own_nice", lambda: 19)  # now this process is the niced one, beside a normal one
-    peer()
-    assert process.set_threads(0) == 1

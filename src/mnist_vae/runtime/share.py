@@ -19,17 +19,6 @@ less what this process and the registered ones did: another program, a benchmark
 and looks again every few seconds. Registered processes that stopped computing (a notebook) leave
 their cores to the others.
 
-Priorities count as the kernel weighs them. Load from outside at a lower priority than ours (a
-higher nice value: a ``nice -n 19`` loop, a niced backup) takes no core from us, since the kernel
-runs it only on what we leave; load at our priority or higher does. /proc/stat keeps the time of
-processes with nice > 0 in a column of its own, so a process at nice 0 or below leaves that column
-out (and, of the registered processes, only what sits in the columns it counts). A niced process
-(nice > 0) cannot tell from /proc/stat whether an outside process is niced more or less than it,
-and counts all of it. Among the sharers the free cores are split in proportion to each one's
-scheduler weight (the kernel's ``sched_prio_to_weight``: nice 0 weighs 1024, each step about
-1.25× less, nice 19 weighs 15), so a ``nice -n 19`` study beside a normal training keeps one
-thread and leaves the training the rest.
-
 ``MNIST_VAE_NO_SHARE=1`` turns it off (the old behaviour: one thread per core in every process),
 which is how the side-by-side benchmark measures the before.
 """
@@ -42,7 +31,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 #: Set (to anything but "" or "0") to turn sharing off.
@@ -80,60 +69,31 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-#: The kernel's ``sched_prio_to_weight`` (kernel/sched/core.c): the CPU weight of nice -20 .. 19.
-NICE_WEIGHT = (
-    88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916,
-    9548, 7620, 6100, 4904, 3906, 3121, 2501, 1991, 1586, 1277,
-    1024, 820, 655, 526, 423, 335, 272, 215, 172, 137,
-    110, 87, 70, 56, 45, 36, 29, 23, 18, 15,
-)  # fmt: skip
-
-
-def weight(nice: int) -> int:
-    """The kernel's scheduler weight of a process at ``nice`` (clamped to -20..19)."""
-    return NICE_WEIGHT[min(19, max(-20, nice)) + 20]
-
-
 @dataclass(frozen=True)
 class Peer:
-    """One registered process: its pid, its fixed thread count (0 = it shares), when it joined, and its nice value."""
+    """One registered process: its pid, its fixed thread count (0 = it shares) and when it joined."""
 
     pid: int
     threads: int
     joined: float
     name: str
-    nice: int = 0
 
 
 def fair_share(total: int, me: Peer, others: list[Peer], at_least: int = 1, outside: float = 0.0) -> int:
     """This process's threads: the cores the fixed counts and the load from outside the registry
-    (``outside``, in cores, at our priority or higher) leave, split among those that share in
-    proportion to their scheduler weights (evenly at equal nice values); never less than one.
+    (``outside``, in cores) leave, split evenly among those that share.
 
     ``at_least`` sharers are assumed even before they registered (torchrun's local processes start
-    together, at this process's nice value). Cores the shares leave over go to the largest
-    remainders, ties to the earliest to join, so that every process, computing the same split,
-    hands out each core once.
+    together). The remainder of the split goes to the earliest to join, so that every process,
+    computing the same split, hands out each core once.
     """
     if me.threads:
         return me.threads
     busy_outside = int(outside + 1 - OUTSIDE_CORE)  # a core counts as taken from OUTSIDE_CORE of one on
     free = max(0, total - sum(p.threads for p in others) - busy_outside)
     sharers = sorted([me, *(p for p in others if not p.threads)], key=lambda p: (p.joined, p.name))
-    weights = [weight(p.nice) for p in sharers] + [weight(me.nice)] * max(0, at_least - len(sharers))
-    return max(1, split(free, weights)[sharers.index(me)])
-
-
-def split(cores: int, weights: list[int]) -> list[int]:
-    """``cores`` whole cores split in proportion to ``weights``: the integer parts, then one more to each of the
-    largest remainders (ties: the earlier in the list)."""
-    whole = sum(weights)
-    quotas = [cores * w / whole for w in weights]
-    out = [int(q) for q in quotas]
-    order = sorted(range(len(weights)), key=lambda i: (out[i] - quotas[i], i))
-    for i in order[: cores - sum(out)]:
-        out[i] += 1
-    return out
+    base, extra = divmod(free, max(len(sharers), at_least))
+    return max(1, base + (1 if sharers.index(me) < extra else 0))
 
 
 def registry_dir() -> Path:
@@ -152,9 +112,8 @@ class Registry:
         self.fd: int | None = None
         self.path: Path | None = None
         self.me: Peer | None = None
-        # (what, pid) -> (monotonic time, CPU seconds, cores used since the look before) at the last look; what is
-        # "cpu" (all of a process's time: is it busy?) or "counted" (its part in the columns this process counts)
-        self._cpu: dict[tuple[str, int], tuple[float, float, float | None]] = {}
+        # pid (or _MACHINE, _SELF) -> (monotonic time, CPU seconds, cores used since the look before) at the last look
+        self._cpu: dict[int, tuple[float, float, float | None]] = {}
 
     def join(self, threads: int) -> Peer | None:
         """Register this process (``threads`` 0 = it shares) or change its fixed count; None if the folder is unusable."""
@@ -185,8 +144,7 @@ class Registry:
 
     def _write(self) -> None:
         assert self.fd is not None and self.me is not None
-        me = self.me
-        data = json.dumps({"pid": me.pid, "threads": me.threads, "joined": me.joined, "nice": own_nice()}).encode()
+        data = json.dumps({"pid": self.me.pid, "threads": self.me.threads, "joined": self.me.joined}).encode()
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, data, 0)
 
@@ -217,13 +175,14 @@ class Registry:
         return self.look()[0]
 
     def look(self) -> tuple[list[Peer], float]:
-        """The other live, busy processes (with their nice values), and the cores that processes outside
-        the registry at our priority or higher kept busy since the last look (0 on a first look, after a
-        change of peers, or without /proc).
+        """The other live, busy processes, and the cores that processes outside the registry kept
+        busy since the last look (0 on a first look, after a change of peers, or without /proc).
 
         Entries of dead processes are removed on the way. A process counts as idle when it used
         under IDLE_CORES since the last look (a notebook that trained an hour ago).
         """
+        import fcntl
+
         if self.folder is None:
             return [], 0.0
         try:
@@ -231,30 +190,7 @@ class Registry:
         except OSError:
             return [], 0.0
         now = time.monotonic()
-        mine = proc_cpu(os.getpid())
-        my_nice = mine.nice if mine is not None else own_nice()
-        live: list[tuple[Peer, float | None, float | None]] = []  # (peer, cores it used, cores it used in the counted columns)
-        for peer in self._live(names):
-            cpu = proc_cpu(peer.pid)
-            if cpu is not None:
-                peer = Peer(peer.pid, peer.threads, peer.joined, peer.name, cpu.nice)  # its nice now (renice)
-            used = self._rate(("cpu", peer.pid), None if cpu is None else cpu.seconds, now)
-            live.append((peer, used, self._rate(("counted", peer.pid), counted_seconds(cpu, my_nice), now)))
-        for key in [k for k in self._cpu if k[1] not in {p.pid for p, _, _ in live} | {_MACHINE, _SELF}]:
-            del self._cpu[key]
-        machine = self._rate(("counted", _MACHINE), machine_busy_seconds(niced=my_nice > 0), now)
-        own = self._rate(("counted", _SELF), counted_seconds(mine, my_nice), now)
-        outside = 0.0
-        if machine is not None and own is not None and all(c is not None for _, _, c in live):
-            outside = max(0.0, machine - own - sum(c or 0.0 for _, _, c in live))
-        return [p for p, r, _ in live if r is None or r >= IDLE_CORES], outside
-
-    def _live(self, names: list[str]) -> list[Peer]:
-        """The registered processes whose file is locked (alive); files nobody holds are removed."""
-        import fcntl
-
-        assert self.folder is not None
-        out = []
+        live: list[tuple[Peer, float | None]] = []
         for name in names:
             if self.me is not None and name == self.me.name:
                 continue
@@ -269,15 +205,22 @@ class Registry:
                 except BlockingIOError:  # held: its process is alive
                     peer = _read_peer(fd, name)
                     if peer is not None:
-                        out.append(peer)
+                        live.append((peer, self._rate(peer.pid, _cpu_seconds(peer.pid), now)))
                 else:  # nobody holds it: its process died without removing it
                     with contextlib.suppress(OSError):
                         path.unlink()
             finally:
                 os.close(fd)
-        return out
+        for pid in set(self._cpu) - {p.pid for p, _ in live} - {_MACHINE, _SELF}:
+            del self._cpu[pid]
+        machine = self._rate(_MACHINE, machine_busy_seconds(), now)
+        own = self._rate(_SELF, _cpu_seconds(os.getpid()), now)
+        outside = 0.0
+        if machine is not None and own is not None and all(r is not None for _, r in live):
+            outside = max(0.0, machine - own - sum(r or 0.0 for _, r in live))
+        return [p for p, r in live if r is None or r >= IDLE_CORES], outside
 
-    def _rate(self, key: tuple[str, int], used: float | None, now: float) -> float | None:
+    def _rate(self, key: int, used: float | None, now: float) -> float | None:
         """Cores ``key`` used since the last look (None on the first look, or when unknown)."""
         if used is None:
             return None
@@ -295,60 +238,27 @@ _MACHINE, _SELF = -1, -2  # keys of the whole machine's and this process's sampl
 def _read_peer(fd: int, name: str) -> Peer | None:
     try:
         d = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return Peer(int(d["pid"]), max(0, int(d.get("threads", 0))), float(d.get("joined", 0.0)), name, int(d.get("nice", 0)))
+        return Peer(int(d["pid"]), max(0, int(d.get("threads", 0))), float(d.get("joined", 0.0)), name)
     except (OSError, ValueError, KeyError, TypeError):
         return None  # being written this instant: counted at the next look
 
 
-#: Where the kernel's figures are read (tests point it at a folder of simulated files).
-PROC = Path("/proc")
-
-
-def machine_busy_seconds(niced: bool = True) -> float | None:
-    """CPU seconds the whole machine has been busy (all cores; steal and idle left out) from /proc/stat:
-    user + system + irq + softirq, and the ``nice`` column (the user time of processes with nice > 0)
-    unless ``niced`` is False."""
+def machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy (all cores; steal and idle left out) from /proc/stat."""
     try:
-        v = [int(x) for x in (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]]
-        return (v[0] + (v[1] if niced else 0) + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")
+        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")  # user, nice, system, irq, softirq
     except (OSError, ValueError, IndexError):
         return None
 
 
-@dataclass(frozen=True)
-class ProcCpu:
-    """One process's CPU seconds (user + system, all its threads), the system part of them, and its nice value."""
-
-    seconds: float
-    system: float
-    nice: int
-
-
-def proc_cpu(pid: int) -> ProcCpu | None:
-    """``pid``'s CPU time and nice value from /proc/<pid>/stat; None where there is none."""
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` (all its threads) from /proc; None where there is none."""
     try:
-        fields = (PROC / str(pid) / "stat").read_text().rpartition(")")[2].split()
-        tick = os.sysconf("SC_CLK_TCK")
-        return ProcCpu((int(fields[11]) + int(fields[12])) / tick, int(fields[12]) / tick, int(fields[16]))
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
-
-
-def counted_seconds(cpu: ProcCpu | None, my_nice: int) -> float | None:
-    """The part of a process's CPU seconds that sits in the /proc/stat columns a process at ``my_nice`` counts
-    (:func:`machine_busy_seconds` with ``niced=my_nice > 0``): the user time of a niced process is in the
-    ``nice`` column, which a process at nice 0 or below leaves out."""
-    if cpu is None:
-        return None
-    return cpu.seconds if my_nice > 0 or cpu.nice <= 0 else cpu.system
-
-
-def own_nice() -> int:
-    """This process's nice value (0 where the OS does not say)."""
-    try:
-        return os.getpriority(os.PRIO_PROCESS, 0)
-    except (AttributeError, OSError):
-        return 0
 
 
 _REGISTRY = Registry()
@@ -374,4 +284,4 @@ def share_threads(threads: int, at_least: int = 1) -> int:
     if me is None:
         return threads or max(1, cores() // at_least)
     peers, outside = _REGISTRY.look()
-    return fair_share(cores(), replace(me, nice=own_nice()), peers, at_least, outside)
+    return fair_share(cores(), me, peers, at_least, outside)
