@@ -7,6 +7,8 @@ its true mean is exactly at the threshold, so any verdict is false. The shipped 
 (``mnist_vae.stats.sequential.log_bf_looks``, for unbounded numbers) and the betting confidence sequence
 (``mnist_vae.stats.betting.log_wealth``, for bounded ones; values rescaled into [0, 1]).
 
+``--power-only``: the mean seeds a true effect of 1 sd takes to settle, for several mixture variances g.
+
 Part 2. Whole null studies: the real claim catalogue, ``next_round``'s allocation, looks after every round, every
 claim at its threshold with the nastiest values of its kind (tests/test_family_wise.py, with more studies): the
 share of studies with any false verdict in the family-wise headline, and with any false per-claim verdict.
@@ -91,12 +93,27 @@ def part2(studies: int) -> dict:
     return {"studies": studies, "any_false_family_wise": family / studies, "any_false_per_claim": per_claim / studies}
 
 
+def seeds_to_settle(sims: int) -> list[dict]:
+    """Mean seeds to a verdict (20 if none by then) and power at 20, for a true effect of 1 sd, by the mixture's g."""
+    x, out = np.random.default_rng(0).normal(1.0, 1.0, (sims, 20)), []
+    for g in (0.5, 1.0, 2.0, 3.0, 5.0, 10.0):
+        hit = log_bf_looks(x, 0.0, g)[:, FIRST - 1 :] >= math.log(1 / ALPHA)
+        first = np.where(hit.any(axis=1), hit.argmax(axis=1) + FIRST, 20)
+        out.append({"g": g, "mean_seeds": float(first.mean()), "power_at_20": float(hit.any(axis=1).mean())})
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sims", type=int, default=4000)
     p.add_argument("--studies", type=int, default=300)
     p.add_argument("--out", type=Path, default=Path("docs/results/cpu/sequential_validity.json"))
+    p.add_argument("--power-only", action="store_true", help="print only the seeds a 1-sd effect takes to settle, by g")
     args = p.parse_args()
+    if args.power_only:
+        seeds_to_settle(args.sims)
+        return
     result = {"alpha": ALPHA, "first": FIRST, "sims": args.sims, "claims": part1(args.sims), "study": part2(args.studies)}
     atomic_write_text(args.out, json.dumps(result, indent=2))
     print("| per-seed values | looks up to | t-mixture (unbounded kind) | betting (bounded kind) |")

@@ -76,9 +76,9 @@ class StudySettings:
     )
     until_settled: bool = described(
         False,
-        "after the first --seeds, add seeds in rounds to the configurations whose claims are still open, until every "
-        "claim is settled, --max-seeds or --budget; verdicts then use an anytime-valid interval that stays valid however "
-        "often it is looked at (docs/evaluation.md)",
+        "after the first --seeds, add seeds in rounds to the configurations of claims not yet settled family-wise, "
+        "cheapest first, until every claim is settled, needs more than --max-seeds, or --budget would be overrun; "
+        "verdicts use anytime-valid intervals that stay valid however often they are looked at (docs/evaluation.md)",
     )
     max_seeds: int = described(20, "with --until-settled: at most this many seeds per configuration")
     budget_s: float | None = None  # stop before a round that would end past this many seconds
