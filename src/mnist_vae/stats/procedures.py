@@ -48,23 +48,27 @@ def p_value(values: Sequence[float], mean: float, bounds: tuple[float, float] | 
     return sequential.anytime_p(vals, mean) if sequential_study else sequential.fixed_p(vals, mean)
 
 
-def test(values: Sequence[float], threshold: float, bounds: tuple[float, float] | None, sequential_study: bool) -> Tested:
-    """The interval of ``values`` (in seed order) and the p-value at ``threshold`` (None below two values)."""
+def interval_of(values: Sequence[float], bounds: tuple[float, float] | None, sequential_study: bool) -> Interval:
+    """The interval of ``values`` (in seed order) by the kind's procedure; tied unbounded values give no finite interval."""
     vals = finite(values)
-    name = procedure_name(bounds is not None, sequential_study)
-    p = p_value(vals, threshold, bounds, sequential_study)
     if bounds is None:
         if sequential_study:
-            return Tested(sequential.confidence_sequence(vals), p, name)
+            return sequential.confidence_sequence(vals)
         iv = interval(vals)
         if len(vals) >= 2 and min(vals) == max(vals):  # ties say nothing about the spread: no interval of width zero
             iv = Interval(vals, iv.mean, iv.sd, -math.inf, math.inf)
-        return Tested(iv, p, name)
+        return iv
     if (few := too_few(vals)) is not None:
-        return Tested(few, p, name)
+        return few
     lo, hi = betting.confidence_sequence(vals, bounds)
     plain = interval(vals)
-    return Tested(Interval(vals, plain.mean, plain.sd, lo, hi), p, name)
+    return Interval(vals, plain.mean, plain.sd, lo, hi)
+
+
+def test(values: Sequence[float], threshold: float, bounds: tuple[float, float] | None, sequential_study: bool) -> Tested:
+    """The interval of ``values`` (in seed order) and the p-value at ``threshold`` (None below two values)."""
+    name = procedure_name(bounds is not None, sequential_study)
+    return Tested(interval_of(values, bounds, sequential_study), p_value(values, threshold, bounds, sequential_study), name)
 
 
 def seeds_to_settle(values: Sequence[float], threshold: float, bounds: tuple[float, float] | None, sequential_study: bool) -> int | None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..stats.procedures import test
-from .claims import CLAIMS, value_bounds
+from ..stats.procedures import interval_of
 
 FOREST, NARROWING = "claims_forest.png", "claims_narrowing.png"
 MAX_PANELS = 16
@@ -15,20 +14,17 @@ MAX_PANELS = 16
 def _points(result: dict[str, Any], with_history: bool) -> list[Any]:
     from ..viz.claim_plots import ClaimPoint
 
-    catalogue = {(c.text, c.measure): c for c in CLAIMS}
     sequential = bool(result["meta"].get("sequential"))
     out = []
     for c in result["claims"]:
         if c["verdict"] == "not measured" or not c.get("effect") or c["effect"]["n"] < 2:
             continue
         e, history = c["effect"], []
-        claim = catalogue.get((c["claim"], c["measure"]))
-        if with_history and claim is not None:
+        if with_history:
             values = [c["values"][s] for s in sorted(c["values"], key=int)]
-            epochs = min(int(r["epochs"]) for r in result["rows"] if r["config"] in c["configs"])
-            bounds = value_bounds(claim, epochs)
+            bounds = tuple(c["bounds"]) if c.get("bounds") else None  # the range the claim's own verdict used
             for n in range(2, len(values) + 1):
-                iv = test(values[:n], c["threshold"], bounds, sequential).interval
+                iv = interval_of(values[:n], bounds, sequential)
                 history.append((n, iv.lo, iv.hi))
         label = f"{c['config']}: {c['claim']}"
         verdict = c["verdict"] + (", family-wise" if c.get("holm") == "holds" else "")
