@@ -64,12 +64,13 @@ def plugin_dir(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _registry_restored():
     """Each test starts from and leaves the registry as it found it (kinds registered, entry points loaded)."""
-    plugins, loaded = dict(registry._state.plugins), dict(registry._state.loaded)
+    kinds, loaded = {role: dict(k) for role, k in registry.REGISTRY.items()}, dict(registry._loaded)
     yield
-    registry._state.plugins.clear()
-    registry._state.plugins.update(plugins)
-    registry._state.loaded.clear()
-    registry._state.loaded.update(loaded)
+    for role, k in registry.REGISTRY.items():
+        k.clear()
+        k.update(kinds[role])
+    registry._loaded.clear()
+    registry._loaded.update(loaded)
 
 
 def gru_config(epochs: int = 1, **changes) -> RunConfig:
@@ -95,7 +96,7 @@ def test_the_example_plugin_is_found_through_its_entry_point(plugin_dir):
 
     (ep,) = [ep for ep in entry_points(group="mnist_vae.models") if ep.name == "gru"]
     assert ep.value == "mnist_vae_gru:register" and ep.dist.name == "mnist-vae-gru"
-    assert ("encoder", "gru") not in registry._state.plugins  # loaded when a config first asks for it
+    assert "gru" not in registry.REGISTRY["encoder"]  # loaded when a model first asks for it
     cfg = gru_config()
     assert cfg.model.encoder == "gru" and dict(cfg.model.encoder_options) == {"hidden": 64}
     model = VAE(cfg.model)
@@ -207,8 +208,13 @@ class Returns(nn.Module):
         return self.make(x)
 
 
-def good_encoder(cfg: ModelConfig, options) -> nn.Module:
-    return Flat(cfg.latent_dim, int(options["width"]) if isinstance(options, dict) else options.width)
+@dataclass(frozen=True)
+class Width:
+    width: int = 32
+
+
+def good_encoder(cfg: ModelConfig, options: Width) -> nn.Module:
+    return Flat(cfg.latent_dim, options.width)
 
 
 class Flat(nn.Module):
@@ -271,10 +277,10 @@ def test_a_plugin_that_fails_to_build_or_run_gets_one_line_and_the_cli_prints_it
 
 
 def test_the_contract_check_changes_no_weights_modes_or_random_draws():
-    mnist_vae.register_encoder("flat", good_encoder, options={"width": 32})
+    mnist_vae.register_encoder("flat", good_encoder, options=Width)
     cfg = ModelConfig(encoder="flat")
     plugin = registry.get_plugin("encoder", "flat")
-    module = good_encoder(cfg, {"width": 32}).train()
+    module = good_encoder(cfg, Width()).train()
     module.hidden[0].eval()  # a mode of its own, kept
     state, weights = torch.get_rng_state(), {k: v.clone() for k, v in module.state_dict().items()}
     registry.check_contract(plugin, module, cfg)
@@ -283,51 +289,84 @@ def test_the_contract_check_changes_no_weights_modes_or_random_draws():
     assert module.training and module.hidden[1].training and not module.hidden[0].training
 
 
-def test_options_are_checked_like_config_fields():
+def test_options_are_checked_like_config_fields_when_the_model_is_built():
     @dataclass(frozen=True)
     class Opts:
         width: int = 32
         scale: float = 1.0
 
-    mnist_vae.register_encoder("flat", good_encoder, options=Opts)
-    mnist_vae.register_encoder("flat-dict", good_encoder, options={"width": 32, "scale": 1.0})
+        def __post_init__(self) -> None:
+            if self.width < 1:
+                raise ValueError(f"width must be >= 1, got {self.width}")
+
+    given = []
+    mnist_vae.register_encoder("flat", lambda cfg, options: given.append(options) or good_encoder(cfg, options), options=Opts)
     assert VAE(ModelConfig(encoder="flat", encoder_options={"width": 8})).encoder.heads.in_features == 8
-    assert registry.make_options(registry.get_plugin("encoder", "flat"), {"scale": 2}) == Opts(32, 2.0)
-    assert registry.make_options(registry.get_plugin("encoder", "flat-dict"), {"scale": 2}) == {"width": 32, "scale": 2.0}
+    VAE(ModelConfig(encoder="flat", encoder_options={"scale": 2}))
+    assert given == [Opts(8, 1.0), Opts(32, 2.0)] and isinstance(given[1].scale, float)  # the dataclass, an int made a float
     cases = [
-        ("flat", {"widht": 8}, "widht"),
-        ("flat", {"width": "8"}, "width"),
-        ("flat-dict", {"widht": 8}, "widht"),
-        ("flat-dict", {"width": 8.5}, "width"),
-        ("flat-dict", {"width": True}, "width"),
-        ("lstm", {"hidden": 8}, "hidden"),
+        (
+            "flat",
+            {"widht": 8},
+            r"encoder_options of encoder 'flat' \(registered from Python in test_plugins\): unknown key\(s\) \['widht'\]; valid keys: scale, width",
+        ),
+        ("flat", {"width": "8"}, "width = '8' is not a valid int"),
+        ("flat", {"width": True}, "width = True is not a valid int"),
+        ("flat", {"width": 0}, "encoder_options of encoder 'flat' .*: width must be >= 1, got 0"),
+        ("lstm", {"hidden": 8}, r"encoder_options of the built-in encoder 'lstm': unknown key\(s\) \['hidden'\]; valid keys: none"),
     ]
-    for kind, options, field in cases:
-        with pytest.raises(ConfigError) as e:
-            ModelConfig(encoder=kind, encoder_options=options)
-        msg = str(e.value)
-        assert "encoder_options" in msg and field in msg and "\n" not in msg, msg
-    with pytest.raises(ConfigError, match=r"encoder_options of encoder 'flat' .*: unknown key\(s\) \['widht'\]; valid keys: scale, width"):
-        RunConfig.from_dict({"model": {"encoder": "flat", "encoder_options": {"widht": 8}}}, source="my.toml")
+    for kind, options, message in cases:
+        cfg = ModelConfig(encoder=kind, encoder_options=options)  # the config holds them: the model factory checks them
+        with pytest.raises(ConfigError, match=message) as e:
+            VAE(cfg)
+        assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match=r"encoder: 'gruu' is not one of lstm, mlp, .*flat"):
-        ModelConfig(encoder="gruu")
+        VAE(ModelConfig(encoder="gruu"))
+    with pytest.raises(ConfigError, match=r"encoder: expected the name of a kind, got 3"):
+        ModelConfig(encoder=3)
     with pytest.raises(ConfigError, match=r"encoder_options = 3 is not a table of options"):
         RunConfig.from_dict({"model": {"encoder_options": 3}})
 
 
+def test_an_unknown_kind_or_option_stops_train_in_one_line_before_anything_is_written(tmp_path, capsys):
+    from mnist_vae.cli import main
+
+    mnist_vae.register_encoder("flat", good_encoder, options=Width)
+    for n, (model, message) in enumerate(
+        [
+            ('encoder = "gruu"', "error: encoder: 'gruu' is not one of lstm, mlp, "),
+            ('encoder = "flat"\nencoder_options = { widht = 3 }', "error: encoder_options of encoder 'flat' "),
+        ]
+    ):
+        toml = tmp_path / f"bad{n}.toml"
+        toml.write_text(f"[model]\n{model}\n")
+        assert main(["train", "--config", str(toml), "--epochs", "1", "--dataset", "embedded", "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(message), err
+        assert not (tmp_path / "run").exists()
+
+
 def test_registering_is_checked_and_built_in_kinds_stay():
-    with pytest.raises(PluginError, match="built-in encoder and cannot be replaced"):
+    with pytest.raises(PluginError, match="the built-in encoder 'lstm' cannot be replaced"):
         mnist_vae.register_encoder("lstm", good_encoder)
     with pytest.raises(PluginError, match="kind must be a name"):
         mnist_vae.register_encoder("my gru", good_encoder)
-    with pytest.raises(PluginError, match="options must be a dataclass type or a dict of defaults"):
-        mnist_vae.register_encoder("flat", good_encoder, options=[("width", 3)])
-    mnist_vae.register_encoder("flat", good_encoder, options={"width": 3})
-    mnist_vae.register_encoder("flat", good_encoder, options={"width": 3})  # the same again: fine
-    with pytest.raises(PluginError, match=r"already registered \(registered from Python in test_plugins\); pass replace=True"):
+    with pytest.raises(PluginError, match="options must be a dataclass type"):
+        mnist_vae.register_encoder("flat", good_encoder, options={"width": 3})
+    mnist_vae.register_encoder("flat", good_encoder, options=Width)
+    mnist_vae.register_encoder("flat", good_encoder, options=Width)  # the same again: fine
+    with pytest.raises(
+        PluginError, match=r"encoder 'flat' \(registered from Python in test_plugins\) is already registered; pass replace=True"
+    ):
         mnist_vae.register_encoder("flat", lambda cfg, options: None)
-    mnist_vae.register_encoder("flat", good_encoder, options={"width": 5}, replace=True)
-    assert registry.get_plugin("encoder", "flat").options == {"width": 5}
+    mnist_vae.register_encoder("flat", good_encoder, replace=True)
+    assert registry.get_plugin("encoder", "flat").options is None
+
+    @registry.register("decoder", "dense784")  # the decorator, as timm's register_model
+    def dense(cfg: ModelConfig, options) -> nn.Module:
+        return nn.Sequential(nn.Linear(cfg.latent_dim, 784), nn.Unflatten(1, (1, 28, 28)))
+
+    assert registry.REGISTRY["decoder"]["dense784"].build is dense and registry.decoder_kinds() == ["conv", "dense784"]
 
 
 def test_a_decoder_plugin_and_the_inference_copy():
@@ -348,10 +387,10 @@ def test_a_run_whose_plugin_is_gone_says_what_to_install(plugin_dir, tmp_path, s
     kw = dict(dataset=small_data, progress=False, figures=False)
     train(gru_config(1), tmp_path / "gru", **kw)
     resume = gru_config(2)
-    mnist_vae.register_encoder("flat", good_encoder, options={"width": 16})
+    mnist_vae.register_encoder("flat", good_encoder, options=Width)
     train(gru_config(1).replace(encoder="flat", encoder_options={}), tmp_path / "flat", **kw)
-    registry.unregister_encoder("gru")  # as if mnist-vae-gru were uninstalled (the entry point is not loaded again)
-    registry.unregister_encoder("flat")
+    del registry.REGISTRY["encoder"]["gru"]  # as if mnist-vae-gru were uninstalled (the entry point is not loaded again)
+    del registry.REGISTRY["encoder"]["flat"]
     install = r"built with the encoder 'gru' from mnist-vae-gru 0.1.0, which is not installed here; install it: pip install 'mnist-vae-gru==0.1.0'"
     with pytest.raises(PluginError, match=install):
         open_run(tmp_path / "gru")
@@ -363,7 +402,7 @@ def test_a_run_whose_plugin_is_gone_says_what_to_install(plugin_dir, tmp_path, s
         read_weights(list_checkpoints(tmp_path / "gru")[-1] / "model.safetensors")  # a checkpoint alone says it too
     with pytest.raises(PluginError, match=r"encoder 'flat' registered from Python in test_plugins, which is not registered here"):
         open_run(tmp_path / "flat")
-    mnist_vae.register_encoder("flat", good_encoder, options={"width": 16})
+    mnist_vae.register_encoder("flat", good_encoder, options=Width)
     assert open_run(tmp_path / "flat").epoch == 1  # registered again: it opens
 
 
@@ -374,7 +413,7 @@ def test_an_installed_plugin_that_fails_to_load_is_named_in_one_line(tmp_path, m
     (info / "entry_points.txt").write_text("[mnist_vae.models]\nbroken = no_such_module_here:register\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(PluginError) as e:
-        ModelConfig(encoder="broken")
+        VAE(ModelConfig(encoder="broken"))
     assert str(e.value) == (
         "plugin 'broken' (mnist-vae-broken 0.0.1, entry point broken = no_such_module_here:register) failed to load: "
         "ModuleNotFoundError: No module named 'no_such_module_here'"

@@ -13,7 +13,6 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -49,11 +48,6 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DatasetName = Literal["auto", "embedded", "mnist", "fashion-mnist"]
 EvalPrecision = Literal["auto", "fp32", "bf16"]
 
-#: The built-in encoder and decoder kinds. Plugins add others (models/registry.py, docs/plugins.md).
-ENCODERS: tuple[str, ...] = ("lstm", "mlp")
-DECODERS: tuple[str, ...] = ("conv",)
-#: The entry-point group through which installed packages provide encoder and decoder kinds.
-PLUGIN_GROUP = "mnist_vae.models"
 READOUTS: tuple[str, ...] = get_args(Readout)
 HEADS: tuple[str, ...] = get_args(Head)
 DROPOUT_PLACES: tuple[str, ...] = get_args(DropoutPlace)
@@ -62,41 +56,6 @@ LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
 EVAL_PRECISIONS: tuple[str, ...] = get_args(EvalPrecision)
-
-
-#: The check of an encoder or decoder kind and its options: ``models/registry.py`` installs its own
-#: as it is imported (it sits above this module, which cannot import it), so kinds registered from
-#: Python and installed plugins count, and a plugin's options are checked against its declaration.
-#: Until then no kind can have been registered from Python: the built-in kinds and the names of
-#: installed plugins' entry points are the valid ones, and the options are checked when the model is built.
-_kind_check: Callable[[str, str, Options], None] | None = None
-
-
-def install_kind_check(check: Callable[[str, str, Options], None] | None) -> None:
-    """Make ``check(role, kind, options)`` the validation of ``encoder`` / ``decoder`` (the model registry calls this)."""
-    global _kind_check
-    _kind_check = check
-
-
-def _check_kind(role: str, kind: Any, options: Options) -> None:
-    if not isinstance(kind, str):
-        raise ConfigError(f"{role}: expected the name of a kind, got {kind!r}")
-    if _kind_check is not None:
-        _kind_check(role, kind, options)
-        return
-    builtin = ENCODERS if role == "encoder" else DECODERS
-    if kind in builtin:
-        if options:
-            raise ConfigError(f"{role}_options: unknown option(s) {', '.join(options)}; the built-in {role} {kind!r} takes none")
-        return
-    try:
-        from importlib.metadata import entry_points
-
-        installed = sorted({ep.name for ep in entry_points(group=PLUGIN_GROUP)})
-    except Exception:  # pragma: no cover - broken metadata of some other package
-        installed = []
-    if kind not in installed:
-        raise ConfigError(f"{role}: {kind!r} is not one of {', '.join([*builtin, *(k for k in installed if k not in builtin)])}")
 
 
 @dataclass(frozen=True)
@@ -144,7 +103,8 @@ class ModelConfig:
             options = getattr(self, f"{role}_options")
             if not isinstance(options, Options):  # a plain dict from cfg.replace(encoder_options={...})
                 object.__setattr__(self, f"{role}_options", Options(options, f"{role}_options"))
-            _check_kind(role, getattr(self, role), getattr(self, f"{role}_options"))
+            if not isinstance(getattr(self, role), str):  # the kind and its options are the model factory's to check
+                raise ConfigError(f"{role}: expected the name of a kind, got {getattr(self, role)!r}")
         check_choice("readout", self.readout, READOUTS)
         check_choice("head", self.head, HEADS)
         check_choice("dropout_where", self.dropout_where, DROPOUT_PLACES)

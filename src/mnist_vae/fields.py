@@ -114,9 +114,20 @@ def build(cls: type, data: Any, source: str) -> Any:
     valid = field_names(cls)
     unknown = [k for k in data if k not in valid]
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {sorted(map(str, unknown))}; valid keys: {', '.join(sorted(valid))}")
+        raise ConfigError(f"{source}: unknown key(s) {sorted(map(str, unknown))}; valid keys: {', '.join(sorted(valid)) or 'none'}")
     kwargs = {k: coerce(k, v, hints[k], source) for k, v in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:  # a plugin's options dataclass: a missing field, its own checks
+        raise ConfigError(f"{source}: {first_line(exc)}") from None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (its type's name if it has none), for a one-line report."""
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
 
 
 def coerce(name: str, value: Any, hint: Any, source: str) -> Any:

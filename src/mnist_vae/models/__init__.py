@@ -1,18 +1,20 @@
 """Model code: the VAE, its encoder and decoder, and the registry of their kinds. No CLI, data, file or plotting imports here."""
 
 from .registry import (
+    REGISTRY,
     Plugin,
     PluginError,
     decoder_kinds,
     encoder_kinds,
+    plugin_records,
+    register,
     register_decoder,
     register_encoder,
-    unregister_decoder,
-    unregister_encoder,
 )
 from .vae import VAE, build_model, count_parameters, lerp
 
 __all__ = [
+    "REGISTRY",
     "VAE",
     "Plugin",
     "PluginError",
@@ -21,8 +23,8 @@ __all__ = [
     "decoder_kinds",
     "encoder_kinds",
     "lerp",
+    "plugin_records",
+    "register",
     "register_decoder",
     "register_encoder",
-    "unregister_decoder",
-    "unregister_encoder",
 ]

@@ -11,7 +11,7 @@ from torch import nn
 from ..accel.bf16_copy import Linear
 from ..accel.convt import conv_transpose_same
 from ..config import IMAGE_SIZE, ModelConfig
-from .registry import register_builtin
+from .registry import register
 
 
 class Dropout(nn.Dropout):
@@ -79,4 +79,4 @@ class Decoder(nn.Module):
         return h.reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)  # [B, 1, 28, 28] logits (batch left symbolic for export)
 
 
-register_builtin("decoder", "conv", lambda cfg, options: Decoder(cfg))
+register("decoder", "conv", builtin=True)(lambda cfg, options: Decoder(cfg))

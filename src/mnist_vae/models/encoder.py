@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..config import IMAGE_SIZE, ModelConfig
-from .registry import register_builtin
+from .registry import register
 
 #: Set once oneDNN has refused a bf16 LSTM on this CPU (it needs AVX512-BF16 or AMX): from then on
 #: the LSTM runs in fp32 under bf16 autocast, and the layers after it still in bf16.
@@ -123,5 +123,5 @@ class LSTMEncoder(Encoder):
             return self._lstm(x)
 
 
-register_builtin("encoder", "lstm", lambda cfg, options: LSTMEncoder(cfg))
-register_builtin("encoder", "mlp", lambda cfg, options: MLPEncoder(cfg))
+register("encoder", "lstm", builtin=True)(lambda cfg, options: LSTMEncoder(cfg))
+register("encoder", "mlp", builtin=True)(lambda cfg, options: MLPEncoder(cfg))

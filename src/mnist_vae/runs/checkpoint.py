@@ -33,7 +33,7 @@ from safetensors.torch import save as save_safetensors
 from ..config import RunConfig
 from ..errors import CheckpointError, WriteError
 from ..io import atomic_dir, atomic_write_text, read_safetensors, remove_stale_temps, sha256_file
-from ..models.registry import PluginError, plugin_records, require_plugins
+from ..models.registry import PluginError, find, plugin_records
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,32 @@ class Checkpoint:
     config: RunConfig
     weights: dict[str, torch.Tensor]
     trainer: dict[str, Any]
+
+
+def require_plugins(records: Any, where: str) -> None:
+    """Raise a one-line :class:`PluginError` naming what to install if a plugin a run was built with is missing.
+
+    ``records`` is what :func:`~mnist_vae.models.registry.plugin_records` gave when the run was made
+    (``meta.json`` -> ``plugins``); anything else (an older run, an unreadable file) is taken as "no plugins".
+    """
+    for role, record in records.items() if isinstance(records, dict) else ():
+        if role not in ("encoder", "decoder") or not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+            continue
+        kind, dist, version = record["kind"], record.get("distribution"), record.get("version")
+        plugin = find(role, kind)
+        if plugin is None and dist:
+            named = f"{dist} {version}" if version else str(dist)
+            pin = f"{dist}=={version}" if version else str(dist)
+            raise PluginError(
+                f"{where}: built with the {role} {kind!r} from {named}, which is not installed here; install it: pip install '{pin}'"
+            )
+        if plugin is None:
+            raise PluginError(
+                f"{where}: built with the {role} {kind!r} registered from Python in {record.get('module') or 'its module'}, "
+                f"which is not registered here; call mnist_vae.register_{role}({kind!r}, ...) before opening the run"
+            )
+        if dist and plugin.distribution == dist and version and plugin.version and plugin.version != version:
+            log.warning(f"{where}: built with {dist} {version}; {plugin.version} is installed")
 
 
 def checkpoint_name(epoch: int, step: int) -> str:

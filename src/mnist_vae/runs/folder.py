@@ -23,8 +23,8 @@ from ..config import RESUMABLE, RunConfig, load_toml
 from ..errors import CheckpointError, ConfigError, RunExistsError
 from ..io import atomic_dir, atomic_write_text, remove_stale_temps, write_failure
 from ..models import VAE
-from ..models.registry import plugin_records, require_plugins
-from .checkpoint import Checkpoint, latest_checkpoint, load_model_weights
+from ..models.registry import plugin_records
+from .checkpoint import Checkpoint, latest_checkpoint, load_model_weights, require_plugins
 
 if TYPE_CHECKING:
     from ..data import Dataset
