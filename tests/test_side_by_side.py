@@ -64,19 +64,31 @@ def test_side_by_side_beside_a_niced_loop_and_with_a_niced_study(tmp_path, capsy
 
     def recording(self, args, metrics, nice=0):
         p = start(self, args, metrics, nice)
-        started.append((args[0], os.getpriority(os.PRIO_PROCESS, p.popen.pid)))  # set before the program began
+        pid = p.popen.pid
+        started.append((args[0], os.getpriority(os.PRIO_PROCESS, pid)))  # set before the program began
+        assert os.getsid(pid) == os.getsid(0) and os.getpgid(pid) == pid  # this session, a group of its own
         return p
 
     monkeypatch.setattr(SideBySide, "_start", recording)
     npz = write_npz(tmp_path / "small.npz", n_train=400, n_test=100)
     out = tmp_path / "sbs.json"
     args = ["--side-by-side", "--pair-config", "mlp-vae", "--epochs", "2", "--pair-data-path", str(npz), "--pair-variants", "shared"]
-    args += ["--pair-scenarios", "train+nice-loop,nice-study+train", "--pair-rounds", "2", "--pair-wait-idle", "0"]
+    args += [
+        "--pair-scenarios",
+        "train+nice-loop,train+nice-loop-elsewhere,nice-study+train",
+        "--pair-rounds",
+        "2",
+        "--pair-wait-idle",
+        "0",
+    ]
     assert main([*args, "--pair-retries", "0", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert text.count("| shared | train beside a nice-19 busy loop |") == 1 and text.count("| shared | nice-19 study + train |") == 1
+    assert text.count("| shared | train beside a nice-19 busy loop of the same session |") == 1
+    assert text.count("| shared | train beside a nice-19 busy loop of another session |") == 1
+    assert text.count("| shared | nice-19 study + train |") == 1
     result = json.loads(out.read_text())
     assert len(result["results"]["shared"]["train+nice-loop"]["train_img_s"]) == 2  # alternating with train alone, 2 rounds
+    assert len(result["results"]["shared"]["train+nice-loop-elsewhere"]["train_img_s"]) == 2
     assert len(result["results"]["shared"]["train"]["train_img_s"]) == 2
     row = result["summary"]["shared"]["nice-study+train"]
     assert row["train_vs_alone"] > 0 and all(x > 0 for x in row["per_process"])

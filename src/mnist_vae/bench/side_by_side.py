@@ -19,10 +19,14 @@ study of many seeds) starts first and is killed once the measured process is don
 
 Priorities: ``train+nice-loop`` trains beside a ``nice -n 19`` busy loop (a niced backup, an
 indexer: one core's worth of work outside the registry, started before the training and stopped
-after it); its figure is the training's speed over its speed alone, which the kernel keeps near
-1.00× when the product leaves the loop what the kernel would give it. ``nice-study+train`` is
-study+train with the study at nice 19: the training should keep its speed alone, the study take
-what is left.
+after it) of the same session; its figure is the training's speed over its speed alone, which the
+kernel keeps near 1.00× when the product leaves the loop what the kernel would give it.
+``train+nice-loop-elsewhere`` starts the loop in a session of its own (another terminal, a
+service): where the kernel has autogroups on, each session gets its share of the CPU whatever its
+nice values, so the loop takes a core and the training can at best keep the other.
+``nice-study+train`` is study+train with the study at nice 19: the training should keep its speed
+alone, the study take what is left. Every product process runs in the benchmark's session (a
+process group of its own, so that it can be stopped with its workers), as from one terminal.
 
 Variants: ``shared`` is the product as shipped; ``before`` sets ``MNIST_VAE_NO_SHARE=1`` and leaves
 every process at one thread per core (the behaviour before the cure, runtime/share.py);
@@ -54,7 +58,7 @@ VARIANTS = ("shared", "before", "spin-only", "passive")
 #: The spin count of the ``spin-only`` variant (libgomp's default: 300,000): the lever measured and
 #: rejected (docs/performance.md, "Side by side"); 10,000 cost 6% alone, 100,000 nothing alone.
 BOUNDED_SPIN = 100_000
-SCENARIOS = ("train", "train+train", "train+evaluate", "study+train", "train+nice-loop", "nice-study+train")
+SCENARIOS = ("train", "train+train", "train+evaluate", "study+train", "train+nice-loop", "train+nice-loop-elsewhere", "nice-study+train")
 #: The nice value of the busy loop and of the niced study (the kernel's lowest priority).
 LOW_PRIORITY = 19
 #: One core's worth of work outside the registry, at the lowest priority.
@@ -143,8 +147,8 @@ class _Proc:
 
     def stop(self) -> None:
         if self.popen.poll() is None:
-            # A partner no longer needed: nothing of it is kept. Its whole session, so that a study's
-            # workers go with it.
+            # A partner no longer needed: nothing of it is kept. Its whole process group, so that a
+            # study's workers go with it.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
@@ -173,8 +177,7 @@ class SideBySide:
                 env=self.env,
                 stdout=f,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=(lambda: os.nice(nice)) if nice else None,
+                preexec_fn=_group_and_nice(nice),
             )
         return _Proc(popen, metrics, log, time.monotonic())
 
@@ -270,10 +273,12 @@ class SideBySide:
         rate, n = self._rate(t, window)
         return {"train_img_s": [rate], "epochs_counted": [n], "eval_s": [seconds]}
 
-    def train_nice_loop(self) -> dict[str, Any]:
+    def train_nice_loop(self, elsewhere: bool = False) -> dict[str, Any]:
         # The loop runs before and during the whole training; it is this benchmark's child, so its CPU
         # time is not counted as load from outside the benchmark.
-        loop = subprocess.Popen([sys.executable, "-c", BUSY_LOOP], start_new_session=True)
+        loop = subprocess.Popen(
+            [sys.executable, "-c", BUSY_LOOP], start_new_session=elsewhere, preexec_fn=None if elsewhere else os.setpgrp
+        )
         try:
             time.sleep(0.5)  # running before the training looks at the machine
             t = self.train(self.s.epochs)
@@ -284,6 +289,9 @@ class SideBySide:
             loop.wait()
         rate, n = self._rate(t, None)
         return {"train_img_s": [rate], "epochs_counted": [n]}
+
+    def train_nice_loop_elsewhere(self) -> dict[str, Any]:
+        return self.train_nice_loop(elsewhere=True)
 
     def nice_study_train(self) -> dict[str, Any]:
         return self.study_train(nice=LOW_PRIORITY)
@@ -304,6 +312,18 @@ class SideBySide:
         rate, n = self._rate(t, st.busy())
         srate, sn = self._rate(st, window)
         return {"train_img_s": [rate], "epochs_counted": [n, sn], "study_img_s": [srate]}
+
+
+def _group_and_nice(nice: int) -> Any:
+    """What a product process does before it starts: a process group of its own (stopped with its
+    workers), in the benchmark's session, at ``nice``."""
+
+    def before() -> None:
+        os.setpgrp()
+        if nice:
+            os.nice(nice)
+
+    return before
 
 
 def _eval_seconds(run: Path) -> float:
@@ -337,6 +357,8 @@ def run(
                     plan.append(("study+train", sbs.study_train))
                 if "train+nice-loop" in scenarios:
                     plan.append(("train+nice-loop", sbs.train_nice_loop))
+                if "train+nice-loop-elsewhere" in scenarios:
+                    plan.append(("train+nice-loop-elsewhere", sbs.train_nice_loop_elsewhere))
                 if "nice-study+train" in scenarios:
                     plan.append(("nice-study+train", sbs.nice_study_train))
                 for name, fn in plan:

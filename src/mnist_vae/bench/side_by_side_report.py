@@ -48,9 +48,10 @@ def summarize(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[s
             rate, srate = med(sc["nice-study+train"]["train_img_s"], 0), med(sc["nice-study+train"]["study_img_s"], 0)
             rows["nice-study+train"] = {"per_process": [srate, rate], "total_img_s": rate + srate, "vs_alone": (rate + srate) / alone,
                                         "train_vs_alone": rate / alone}  # fmt: skip
-        if "train+nice-loop" in sc:
-            rate = med(sc["train+nice-loop"]["train_img_s"], 0)
-            rows["train+nice-loop"] = {"per_process": [rate], "total_img_s": rate, "vs_alone": rate / alone}
+        for loop in ("train+nice-loop", "train+nice-loop-elsewhere"):
+            if loop in sc:
+                rate = med(sc[loop]["train_img_s"], 0)
+                rows[loop] = {"per_process": [rate], "total_img_s": rate, "vs_alone": rate / alone}
         out[v] = rows
     return out
 
@@ -72,10 +73,11 @@ def table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
                 lines.append(
                     f"| {v} | {what} | study {study:,.0f}; train {train:,.0f}{mine} | {r['total_img_s']:,.0f} img/s | {r['vs_alone']:.2f}× |"
                 )
-            elif name == "train+nice-loop":
+            elif name in ("train+nice-loop", "train+nice-loop-elsewhere"):
+                where = "of the same session" if name == "train+nice-loop" else "of another session"
                 lines.append(
-                    f"| {v} | train beside a nice-19 busy loop | {r['total_img_s']:,.0f} | {r['total_img_s']:,.0f} img/s (the loop's not "
-                    f"counted) | {r['vs_alone']:.2f}× |"
+                    f"| {v} | train beside a nice-19 busy loop {where} | {r['total_img_s']:,.0f} | {r['total_img_s']:,.0f} img/s (the "
+                    f"loop's not counted) | {r['vs_alone']:.2f}× |"
                 )
             elif name == "train+evaluate":
                 a, b = r["shares"]

@@ -19,6 +19,20 @@ less what this process and the registered ones did: another program, a benchmark
 and looks again every few seconds. Registered processes that stopped computing (a notebook) leave
 their cores to the others.
 
+Priorities count as the kernel weighs them. The kernel shares the CPU first between scheduling
+groups (cpu cgroups and, where ``sched_autogroup`` is on, each session's autogroup: every terminal,
+every ``setsid``), and only then between the processes of one group by their nice values. So load
+from outside the registry at a lower priority than ours (a higher nice value) takes no core from us
+when it runs in our group: a ``nice -n 19`` loop started from the same shell, a niced job of the
+same session. The same loop in another group (another terminal, a service) gets its group's share
+whatever its nice value, and counts as load like any other. A process outside the registry is
+looked at one by one only while /proc/stat's ``nice`` column (the user time of niced processes)
+moves. Among the sharers the free cores are split by the same rule: each group by its weight
+(the kernel's ``sched_prio_to_weight`` of the group's nice value), each group's part among its
+sharers by their own weights (nice 0 weighs 1024, each step about 1.25× less, nice 19 weighs 15).
+A ``nice -n 19`` study beside a normal training of the same session keeps one thread and leaves
+the training the rest; started from another terminal it gets a core, as the kernel gives it one.
+
 ``MNIST_VAE_NO_SHARE=1`` turns it off (the old behaviour: one thread per core in every process),
 which is how the side-by-side benchmark measures the before.
 """
@@ -31,8 +45,10 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from .kernel import PROC, TICK, Sched, machine_busy_seconds, own_nice, proc_seconds, sched_of, stat_fields, uptime, weights
 
 #: Set (to anything but "" or "0") to turn sharing off.
 ENV_OFF = "MNIST_VAE_NO_SHARE"
@@ -71,29 +87,44 @@ def cores() -> int:
 
 @dataclass(frozen=True)
 class Peer:
-    """One registered process: its pid, its fixed thread count (0 = it shares) and when it joined."""
+    """One registered process: its pid, its fixed thread count (0 = it shares), when it joined, and its place in the scheduler."""
 
     pid: int
     threads: int
     joined: float
     name: str
+    sched: Sched = Sched()
 
 
 def fair_share(total: int, me: Peer, others: list[Peer], at_least: int = 1, outside: float = 0.0) -> int:
     """This process's threads: the cores the fixed counts and the load from outside the registry
-    (``outside``, in cores) leave, split evenly among those that share.
+    (``outside``, in cores, as the kernel weighs it) leave, split among those that share by their
+    scheduler weights (:func:`weights`; evenly at equal nice values in one group); never less than one.
 
     ``at_least`` sharers are assumed even before they registered (torchrun's local processes start
-    together). The remainder of the split goes to the earliest to join, so that every process,
-    computing the same split, hands out each core once.
+    together, in this process's group at its nice value). Cores the shares leave over go to the
+    largest remainders, ties to the earliest to join, so that every process, computing the same
+    split, hands out each core once.
     """
     if me.threads:
         return me.threads
     busy_outside = int(outside + 1 - OUTSIDE_CORE)  # a core counts as taken from OUTSIDE_CORE of one on
     free = max(0, total - sum(p.threads for p in others) - busy_outside)
     sharers = sorted([me, *(p for p in others if not p.threads)], key=lambda p: (p.joined, p.name))
-    base, extra = divmod(free, max(len(sharers), at_least))
-    return max(1, base + (1 if sharers.index(me) < extra else 0))
+    pool = [p.sched for p in sharers] + [me.sched] * max(0, at_least - len(sharers))
+    return max(1, split(free, weights(pool))[sharers.index(me)])
+
+
+def split(cores: int, weights: list[float]) -> list[int]:
+    """``cores`` whole cores split in proportion to ``weights``: the integer parts, then one more to each of the
+    largest remainders (ties: the earlier in the list)."""
+    whole = sum(weights)
+    quotas = [cores * w / whole for w in weights]
+    out = [int(q) for q in quotas]
+    order = sorted(range(len(weights)), key=lambda i: (out[i] - quotas[i], i))
+    for i in order[: cores - sum(out)]:
+        out[i] += 1
+    return out
 
 
 def registry_dir() -> Path:
@@ -112,7 +143,7 @@ class Registry:
         self.fd: int | None = None
         self.path: Path | None = None
         self.me: Peer | None = None
-        # pid (or _MACHINE, _SELF) -> (monotonic time, CPU seconds, cores used since the look before) at the last look
+        # pid (or _MACHINE, _NICED, _SELF) -> (monotonic time, CPU seconds, cores used since the look before) at the last look
         self._cpu: dict[int, tuple[float, float, float | None]] = {}
 
     def join(self, threads: int) -> Peer | None:
@@ -175,14 +206,13 @@ class Registry:
         return self.look()[0]
 
     def look(self) -> tuple[list[Peer], float]:
-        """The other live, busy processes, and the cores that processes outside the registry kept
-        busy since the last look (0 on a first look, after a change of peers, or without /proc).
+        """The other live, busy processes (with their places in the scheduler), and the cores that
+        processes outside the registry kept busy since the last look, less those at a lower priority
+        than ours in our group (0 on a first look, after a change of peers, or without /proc).
 
         Entries of dead processes are removed on the way. A process counts as idle when it used
         under IDLE_CORES since the last look (a notebook that trained an hour ago).
         """
-        import fcntl
-
         if self.folder is None:
             return [], 0.0
         try:
@@ -190,7 +220,52 @@ class Registry:
         except OSError:
             return [], 0.0
         now = time.monotonic()
+        me = sched_of(os.getpid()) or Sched(own_nice())
         live: list[tuple[Peer, float | None]] = []
+        for peer in self._live(names):
+            where = sched_of(peer.pid)
+            live.append((peer if where is None else replace(peer, sched=where), self._rate(peer.pid, proc_seconds(peer.pid), now)))
+        known = {p.pid for p, _ in live} | {os.getpid()}
+        niced = self._rate(_NICED, machine_busy_seconds(niced_only=True), now)
+        yielded = self._yielding(me, known, now) if (niced is None or niced > 0) and me.nice < 19 else 0.0
+        machine = self._rate(_MACHINE, machine_busy_seconds(), now)
+        own = self._rate(_SELF, proc_seconds(os.getpid()), now)
+        outside = 0.0
+        if machine is not None and own is not None and all(r is not None for _, r in live):
+            outside = max(0.0, machine - own - sum(r or 0.0 for _, r in live) - yielded)
+        return [p for p, r in live if r is None or r >= IDLE_CORES], outside
+
+    def _yielding(self, me: Sched, known: set[int], now: float) -> float:
+        """Cores used since the last look by processes outside the registry that the kernel runs only
+        on what we leave: a higher nice value than ours, in our group. A process seen for the first
+        time counts with its average since it started."""
+        seen, total = set(), 0.0
+        try:
+            pids = [int(n) for n in os.listdir(PROC) if n.isdigit()]
+        except OSError:
+            return 0.0
+        for pid in set(pids) - known:
+            fields = stat_fields(pid)
+            if fields is None or int(fields[16]) <= me.nice:
+                continue
+            used = (int(fields[11]) + int(fields[12])) / TICK
+            seen.add(pid)
+            rate = self._rate(pid, used, now)
+            if rate is None:
+                age = uptime() - int(fields[19]) / TICK
+                rate = used / age if age > 1.0 else 0.0
+            if rate >= 0.05 and (other := sched_of(pid)) is not None and other.group == me.group:
+                total += rate
+        for pid in [k for k in self._cpu if k >= 0 and k not in seen | known]:
+            del self._cpu[pid]
+        return total
+
+    def _live(self, names: list[str]) -> list[Peer]:
+        """The registered processes whose file is locked (alive); files nobody holds are removed."""
+        import fcntl
+
+        assert self.folder is not None
+        out = []
         for name in names:
             if self.me is not None and name == self.me.name:
                 continue
@@ -205,20 +280,13 @@ class Registry:
                 except BlockingIOError:  # held: its process is alive
                     peer = _read_peer(fd, name)
                     if peer is not None:
-                        live.append((peer, self._rate(peer.pid, _cpu_seconds(peer.pid), now)))
+                        out.append(peer)
                 else:  # nobody holds it: its process died without removing it
                     with contextlib.suppress(OSError):
                         path.unlink()
             finally:
                 os.close(fd)
-        for pid in set(self._cpu) - {p.pid for p, _ in live} - {_MACHINE, _SELF}:
-            del self._cpu[pid]
-        machine = self._rate(_MACHINE, machine_busy_seconds(), now)
-        own = self._rate(_SELF, _cpu_seconds(os.getpid()), now)
-        outside = 0.0
-        if machine is not None and own is not None and all(r is not None for _, r in live):
-            outside = max(0.0, machine - own - sum(r or 0.0 for _, r in live))
-        return [p for p, r in live if r is None or r >= IDLE_CORES], outside
+        return out
 
     def _rate(self, key: int, used: float | None, now: float) -> float | None:
         """Cores ``key`` used since the last look (None on the first look, or when unknown)."""
@@ -232,7 +300,7 @@ class Registry:
         return rate
 
 
-_MACHINE, _SELF = -1, -2  # keys of the whole machine's and this process's samples
+_MACHINE, _NICED, _SELF = -1, -2, -3  # keys of the whole machine's, its niced time's and this process's samples
 
 
 def _read_peer(fd: int, name: str) -> Peer | None:
@@ -241,24 +309,6 @@ def _read_peer(fd: int, name: str) -> Peer | None:
         return Peer(int(d["pid"]), max(0, int(d.get("threads", 0))), float(d.get("joined", 0.0)), name)
     except (OSError, ValueError, KeyError, TypeError):
         return None  # being written this instant: counted at the next look
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU seconds the whole machine has been busy (all cores; steal and idle left out) from /proc/stat."""
-    try:
-        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")  # user, nice, system, irq, softirq
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of ``pid`` (all its threads) from /proc; None where there is none."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 _REGISTRY = Registry()
@@ -284,4 +334,4 @@ def share_threads(threads: int, at_least: int = 1) -> int:
     if me is None:
         return threads or max(1, cores() // at_least)
     peers, outside = _REGISTRY.look()
-    return fair_share(cores(), me, peers, at_least, outside)
+    return fair_share(cores(), replace(me, sched=sched_of(os.getpid()) or Sched(own_nice())), peers, at_least, outside)
