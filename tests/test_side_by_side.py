@@ -1,17 +1,21 @@
-"""The side-by-side benchmark runs the real product alone and two at once, and prints its table (no timing asserted)."""
+"""The side-by-side benchmark (experiments/side_by_side.py) runs the real product alone and two at once, and prints its
+table (no timing asserted)."""
 
 import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from mnist_vae.bench import main
-from mnist_vae.bench.side_by_side import BUSY_LOOP, SideBySide, variant_env
-
 from helpers import write_npz
+
+# The benchmark is an experiment, not part of the package: its modules import each other as a script's siblings do.
+sys.path.append(str(Path(__file__).resolve().parents[1] / "experiments"))
+from side_by_side import main
+from side_by_side_runs import BUSY_LOOP, SideBySide, variant_env
 
 
 def test_before_variant_turns_the_cure_off_and_shared_leaves_it_on(monkeypatch):
@@ -27,9 +31,9 @@ def test_side_by_side_runs_and_prints_its_table(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MNIST_VAE_SHARE_DIR", str(tmp_path / "registry"))  # not the user's registry
     npz = write_npz(tmp_path / "small.npz", n_train=400, n_test=100)
     out = tmp_path / "sbs.json"
-    args = ["--side-by-side", "--pair-config", "mlp-vae", "--epochs", "2", "--pair-data-path", str(npz)]
-    args += ["--pair-variants", "shared,before", "--pair-eval-k", "2", "--pair-eval-samples", "2", "--out", str(out)]
-    args += ["--pair-scenarios", "train+train,train+evaluate", "--pair-wait-idle", "0", "--pair-retries", "0"]
+    args = ["--config", "mlp-vae", "--epochs", "2", "--data-path", str(npz)]
+    args += ["--variants", "shared,before", "--eval-k", "2", "--eval-samples", "2", "--out", str(out)]
+    args += ["--scenarios", "train+train,train+evaluate", "--wait-idle", "0", "--retries", "0"]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "| variant | what ran | img/s per process | machine total | vs alone |" in text
@@ -72,16 +76,9 @@ def test_side_by_side_beside_a_niced_loop_and_with_a_niced_study(tmp_path, capsy
     monkeypatch.setattr(SideBySide, "_start", recording)
     npz = write_npz(tmp_path / "small.npz", n_train=400, n_test=100)
     out = tmp_path / "sbs.json"
-    args = ["--side-by-side", "--pair-config", "mlp-vae", "--epochs", "2", "--pair-data-path", str(npz), "--pair-variants", "shared"]
-    args += [
-        "--pair-scenarios",
-        "train+nice-loop,train+nice-loop-elsewhere,nice-study+train",
-        "--pair-rounds",
-        "2",
-        "--pair-wait-idle",
-        "0",
-    ]
-    assert main([*args, "--pair-retries", "0", "--out", str(out)]) == 0
+    args = ["--config", "mlp-vae", "--epochs", "2", "--data-path", str(npz), "--variants", "shared"]
+    args += ["--scenarios", "train+nice-loop,train+nice-loop-elsewhere,nice-study+train", "--rounds", "2", "--wait-idle", "0"]
+    assert main([*args, "--retries", "0", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert text.count("| shared | train beside a nice-19 busy loop of the same session |") == 1
     assert text.count("| shared | train beside a nice-19 busy loop of another session |") == 1

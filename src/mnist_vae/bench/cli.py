@@ -56,48 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--precision-epochs", type=int, default=10, help="epochs for the option ELBO check on optimized (0 to skip)")
     p.add_argument("--precision-seeds", type=int, default=3, help="seeds per option in the ELBO check")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: benchmark one config in this process, print JSON
-    g = p.add_argument_group(
-        "side by side (--side-by-side: `mnist-vae train` / `evaluate` alone and two at once; uses --epochs and --precision)"
-    )
-    g.add_argument(
-        "--side-by-side", action="store_true", help="run this benchmark instead of the speed table (writes side_by_side.json by default)"
-    )
-    g.add_argument("--pair-config", default="fast-lr", help="the configuration trained (default: fast-lr)")
-    g.add_argument(
-        "--pair-variants",
-        default="shared,before",
-        help="shared (as shipped), before (MNIST_VAE_NO_SHARE=1: the cure off), spin-only (before + GOMP_SPINCOUNT=100000), "
-        "passive (before + OMP_WAIT_POLICY=PASSIVE)",
-    )
-    g.add_argument(
-        "--pair-scenarios",
-        default="train+train,train+evaluate,study+train",
-        help="train+train, train+evaluate, study+train (train alone always runs)",
-    )
-    g.add_argument("--pair-rounds", type=int, default=1, help="repeats of everything, variants alternating; medians are reported")
-    g.add_argument(
-        "--pair-wait-idle", type=float, default=600, help="seconds to wait for an idle machine before each measurement (0: don't)"
-    )
-    g.add_argument("--pair-retries", type=int, default=2, help="measure again when other processes were busy meanwhile, up to this often")
-    g.add_argument("--pair-data-path", help="train on this IDX folder or .npz instead of the embedded digits")
-    g.add_argument("--pair-eval-k", type=int, default=100, help="importance samples of the evaluation")
-    g.add_argument("--pair-eval-samples", type=int, default=1000, help="generated samples the evaluation judges")
     return p
-
-
-def _side_by_side(args: argparse.Namespace) -> int:
-    from .side_by_side import Settings
-    from .side_by_side import main as side_by_side
-
-    data = ["--data-path", args.pair_data_path] if args.pair_data_path else ["--dataset", "embedded"]
-    settings = Settings(args.pair_config, args.epochs, args.precision, data, args.pair_eval_k, args.pair_eval_samples)
-    out = Path("side_by_side.json" if args.out == "bench.json" else args.out)
-    variants, scenarios = _names(args.pair_variants), _names(args.pair_scenarios)
-    return side_by_side(settings, variants, scenarios, args.pair_rounds, out, args.pair_wait_idle, args.pair_retries)
-
-
-def _names(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def _configs_in_subprocesses(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -157,8 +116,6 @@ def _print_extras(result: dict[str, Any], args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Measure, print the tables, write bench.json."""
     args = _parser().parse_args(argv)
-    if args.side_by_side:
-        return _side_by_side(args)
     if args.one:
         print(json.dumps(bench_one(args.one, args.epochs, args.threads, args.nll_k, args.nll_images, args.precision, args.device)))
         return 0

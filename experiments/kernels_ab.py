@@ -1,6 +1,6 @@
 """One training step with this round's CPU kernels on and off, paired, in one process.
 
-    python -m mnist_vae.bench.kernels_ab [CONFIG ...] [--rounds 25] [--threads 1]
+    python experiments/kernels_ab.py [CONFIG ...] [--rounds 25] [--threads 1]
 
 "on": strided transposed convolutions with the split backward (accel/convt.py) and dropout masks
 from uniform draws (models/decoder.py); "off": the stock `F.conv_transpose2d` backward and
@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..accel import convt
-from ..models import VAE, decoder
-from ..presets import get_config
-from ..training.step import TrainStep
+from mnist_vae.accel import convt
+from mnist_vae.models import VAE, decoder
+from mnist_vae.presets import get_config
+from mnist_vae.training.step import TrainStep
 
 SPLIT_APPLY, FAST_DROPOUT = convt._SplitBackwardConvT.apply, decoder.Dropout.forward
 

@@ -9,7 +9,7 @@ import resource
 import time
 from typing import Any
 
-from ..runtime import share
+from mnist_vae.runtime import share
 
 #: Cores other processes may keep busy for the machine to count as idle (a shell, the system).
 IDLE_BELOW = 0.15

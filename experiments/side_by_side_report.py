@@ -1,6 +1,6 @@
 """The side-by-side benchmark's figures: per variant and scenario, the medians, the machine total, and the table.
 
-Split from ``bench/side_by_side.py``, which runs the processes; see its docstring for what each
+Split from ``experiments/side_by_side.py``, the command line; see its docstring for what each
 figure means.
 """
 
@@ -12,7 +12,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ..runtime import share
+from mnist_vae.runtime import share
 
 
 def summarize(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
