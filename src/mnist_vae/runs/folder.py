@@ -23,7 +23,6 @@ from ..config import RESUMABLE, RunConfig, load_toml
 from ..errors import CheckpointError, ConfigError, RunExistsError
 from ..io import atomic_dir, atomic_write_text, remove_stale_temps, write_failure
 from ..models import VAE
-from ..models.registry import plugin_records
 from .checkpoint import Checkpoint, latest_checkpoint, load_model_weights, require_plugins
 
 if TYPE_CHECKING:
@@ -88,11 +87,11 @@ def start_run_folder(run_dir: Path, cfg: RunConfig, meta: dict[str, Any] | None,
     """What the main process writes before training: a new run's folder claimed with ``meta``
     (:func:`claim_run_dir`), or, for a resumed run (``meta`` None), the folder readied and its
     ``config.toml`` rewritten, which records a changed epoch count."""
-    if meta is None:
-        prepare_resume(run_dir)
-        atomic_write_text(run_dir / "config.toml", cfg.to_toml())
-    else:
+    if meta is not None:
         claim_run_dir(run_dir, cfg, meta, replace)
+        return
+    prepare_resume(run_dir)
+    atomic_write_text(run_dir / "config.toml", cfg.to_toml())
 
 
 def resume_point(run_dir: Path, cfg: RunConfig) -> Checkpoint | None:
@@ -117,9 +116,11 @@ def resume_point(run_dir: Path, cfg: RunConfig) -> Checkpoint | None:
     return ckpt
 
 
-def run_meta(cfg: RunConfig, dataset: Dataset, parameters: int, threads: int, device: torch.device, processes: int = 1) -> dict[str, Any]:
-    """What ``meta.json`` records: data actually used, model size, versions, machine, and the plugins that built the model."""
-    plugins = plugin_records(cfg.model)
+def run_meta(
+    cfg: RunConfig, dataset: Dataset, parameters: int, threads: int, device: torch.device, processes: int, plugins: dict[str, Any]
+) -> dict[str, Any]:
+    """What ``meta.json`` records: data actually used, model size, versions, machine, and the plugins that built the model
+    (:func:`~mnist_vae.models.registry.plugin_records`, resolved at the run's entry)."""
     return {
         "program": "mnist-vae",
         "version": __version__,
