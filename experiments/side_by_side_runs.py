@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,21 @@ class SideBySide:
         self.s, self.variant, self.tmp = settings, variant, tmp
         self.env = variant_env(variant)
         self.n = 0
+
+    def plan(self, scenarios: list[str]) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+        """The measurements of ``scenarios``, in the order they run: train alone first, evaluate alone
+        (for train+evaluate) next, then each scenario."""
+        steps = {
+            "evaluate": self.alone_evaluate,
+            "train+train": self.train_train,
+            "train+evaluate": self.train_evaluate,
+            "study+train": self.study_train,
+            "train+nice-loop": self.train_nice_loop,
+            "train+nice-loop-elsewhere": self.train_nice_loop_elsewhere,
+            "nice-study+train": self.nice_study_train,
+        }
+        chosen = [n for n in steps if (n in scenarios if n != "evaluate" else "train+evaluate" in scenarios)]
+        return [("train", self.alone_train), *((n, steps[n]) for n in chosen)]
 
     def _start(self, args: list[str], metrics: Path | None, nice: int = 0) -> _Proc:
         self.n += 1
@@ -313,22 +329,7 @@ def run(
                 folder = Path(tmp) / f"r{r}"
                 folder.mkdir(exist_ok=True)
                 sbs = SideBySide(settings, v, folder)
-                plan = [("train", sbs.alone_train)]
-                if "train+evaluate" in scenarios:
-                    plan.append(("evaluate", sbs.alone_evaluate))
-                if "train+train" in scenarios:
-                    plan.append(("train+train", sbs.train_train))
-                if "train+evaluate" in scenarios:
-                    plan.append(("train+evaluate", sbs.train_evaluate))
-                if "study+train" in scenarios:
-                    plan.append(("study+train", sbs.study_train))
-                if "train+nice-loop" in scenarios:
-                    plan.append(("train+nice-loop", sbs.train_nice_loop))
-                if "train+nice-loop-elsewhere" in scenarios:
-                    plan.append(("train+nice-loop-elsewhere", sbs.train_nice_loop_elsewhere))
-                if "nice-study+train" in scenarios:
-                    plan.append(("nice-study+train", sbs.nice_study_train))
-                for name, fn in plan:
+                for name, fn in sbs.plan(scenarios):
                     for attempt in range(retries + 1):
                         if wait_s > 0:
                             wait_idle(wait_s)
