@@ -7,7 +7,10 @@ its true mean is exactly at the threshold, so any verdict is false. The shipped 
 (``mnist_vae.stats.sequential.log_bf_looks``, for unbounded numbers) and the betting confidence sequence
 (``mnist_vae.stats.betting.log_wealth``, for bounded ones; values rescaled into [0, 1]).
 
-``--power-only``: the mean seeds a true effect of 1 sd takes to settle, for several mixture variances g.
+``--power-only``: the mean seeds a true effect of 1 sd takes to settle, for several mixture variances g, and the
+floor under any anytime-valid t-test at the same error: the likelihood ratio of the t statistics for exactly the
+true effect (±1 sd, half the weight each; the growth-optimal e-process for that effect, which a real study cannot
+use since it does not know the effect), at the same threshold 1/α (α/2 per direction).
 
 Part 2. Whole null studies: the real claim catalogue, ``next_round``'s allocation, looks after every round, every
 claim at its threshold with the nastiest values of its kind (tests/test_family_wise.py, with more studies): the
@@ -29,7 +32,7 @@ import numpy as np
 
 from mnist_vae.io import atomic_write_text
 from mnist_vae.stats import betting
-from mnist_vae.stats.sequential import ALPHA, log_bf_looks
+from mnist_vae.stats.sequential import ALPHA, log_bf_looks, prefix_stats
 
 FIRST = 3
 
@@ -93,14 +96,44 @@ def part2(studies: int) -> dict:
     return {"studies": studies, "any_false_family_wise": family / studies, "any_false_per_claim": per_claim / studies}
 
 
-def seeds_to_settle(sims: int) -> list[dict]:
+_R = np.linspace(1e-6, 40.0, 4001)  # quadrature grid for the chi-distributed radius below
+
+
+def log_lr_point(t: np.ndarray, n: np.ndarray, delta: float) -> np.ndarray:
+    """log of the noncentral-t to central-t density ratio at t (n values, effect ``delta`` sd): the Bayes factor of a
+    point alternative with the scale's right-Haar prior, E[exp(λ·t·r/√(ν + t²))]·exp(−λ²/2) with λ = δ√n and r
+    chi-distributed with n degrees of freedom (by quadrature)."""
+    nu, lam = n - 1.0, delta * np.sqrt(n)
+    a = lam * t / np.sqrt(nu + t * t)
+    const = np.array([(k / 2 - 1) * math.log(2) + math.lgamma(k / 2) for k in n.ravel()]).reshape(n.shape)
+    x = (n - 1)[..., None] * np.log(_R) - _R**2 / 2 - const[..., None] + a[..., None] * _R
+    top = x.max(axis=-1, keepdims=True)
+    return top[..., 0] + np.log(np.exp(x - top).sum(axis=-1) * (_R[1] - _R[0])) - lam**2 / 2
+
+
+def oracle_log_e(x: np.ndarray, delta: float = 1.0) -> np.ndarray:
+    """log of ½·LR(+δ) + ½·LR(−δ) at every look of ``x`` [sims, N] (0 at n = 1)."""
+    n, mean, sd = prefix_stats(x)
+    n = np.broadcast_to(n, x.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(n < 2, 0.0, mean / (sd / np.sqrt(n)))
+    both = np.logaddexp(log_lr_point(t, np.maximum(n, 2.0), delta), log_lr_point(t, np.maximum(n, 2.0), -delta)) - math.log(2)
+    return np.where(n < 2, 0.0, both)
+
+
+def seeds_to_settle(sims: int) -> list[dict[str, Any]]:
     """Mean seeds to a verdict (20 if none by then) and power at 20, for a true effect of 1 sd, by the mixture's g."""
-    x, out = np.random.default_rng(0).normal(1.0, 1.0, (sims, 20)), []
+    x = np.random.default_rng(0).normal(1.0, 1.0, (sims, 20))
+    out: list[dict[str, Any]] = []
     for g in (0.5, 1.0, 2.0, 3.0, 5.0, 10.0):
         hit = log_bf_looks(x, 0.0, g)[:, FIRST - 1 :] >= math.log(1 / ALPHA)
         first = np.where(hit.any(axis=1), hit.argmax(axis=1) + FIRST, 20)
         out.append({"g": g, "mean_seeds": float(first.mean()), "power_at_20": float(hit.any(axis=1).mean())})
         print(json.dumps(out[-1]), flush=True)
+    hit = oracle_log_e(x)[:, FIRST - 1 :] >= math.log(1 / ALPHA)
+    first = np.where(hit.any(axis=1), hit.argmax(axis=1) + FIRST, 20)
+    out.append({"g": "oracle: the true effect, ±1 sd", "mean_seeds": float(first.mean()), "power_at_20": float(hit.any(axis=1).mean())})
+    print(json.dumps(out[-1]), flush=True)
     return out
 
 
