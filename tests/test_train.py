@@ -73,6 +73,20 @@ def test_existing_run_is_not_overwritten(tmp_path, small_data):
     assert (tmp_path / "run" / "metrics.jsonl").read_bytes() != before
 
 
+def test_a_mid_epoch_checkpoint_resumes_only_in_as_many_processes_as_wrote_it(tmp_path, small_data):
+    from mnist_vae.runs.folder import resume_point
+
+    kw = dict(dataset=small_data, progress=False, figures=False)
+    cfg = tiny(epochs=2)
+    with pytest.raises(Interrupted):
+        train(cfg, tmp_path / "run", stop_after_steps=3, **kw)  # mid-epoch 1, written by one process
+    assert resume_point(tmp_path / "run", cfg, 1).path.name == "E0000-S00003"
+    with pytest.raises(ConfigError, match=r"E0000-S00003: saved mid-epoch by 1 process\(es\), this is 2; resume it with 1"):
+        resume_point(tmp_path / "run", cfg, 2)  # checked at the entry, before the folder is touched
+    train(cfg, tmp_path / "run", resume=True, **kw)
+    assert resume_point(tmp_path / "run", cfg, 2).path.name == "E0002-S00000"  # an epoch's end: any process count
+
+
 def test_resume_refuses_a_different_architecture(tmp_path, small_data):
     kw = dict(dataset=small_data, progress=False, figures=False)
     train(tiny(epochs=1), tmp_path / "run", **kw)

@@ -94,11 +94,12 @@ def start_run_folder(run_dir: Path, cfg: RunConfig, meta: dict[str, Any] | None,
     atomic_write_text(run_dir / "config.toml", cfg.to_toml())
 
 
-def resume_point(run_dir: Path, cfg: RunConfig) -> Checkpoint | None:
+def resume_point(run_dir: Path, cfg: RunConfig, processes: int = 1) -> Checkpoint | None:
     """The newest good checkpoint of the run in ``run_dir`` (None: none yet), once ``cfg`` is shown to continue that run.
 
     ``cfg`` may differ from the run's ``config.toml``, and from the checkpoint's own config, only in
-    :data:`~mnist_vae.config.RESUMABLE`; the error names the first other field that differs.
+    :data:`~mnist_vae.config.RESUMABLE`; the error names the first other field that differs. A
+    checkpoint saved mid-epoch resumes only in as many ``processes`` as wrote it (its batch split).
     """
     may = " and ".join(f"train.{f}" for f in RESUMABLE)
     diff = read_run_config(run_dir).resume_difference(cfg)
@@ -112,6 +113,12 @@ def resume_point(run_dir: Path, cfg: RunConfig) -> Checkpoint | None:
         raise CheckpointError(
             f"{ckpt.path}: written for another configuration than {run_dir / 'config.toml'} "
             f"({diff[0]} is {diff[1]!r} in the checkpoint, {diff[2]!r} in the config); restore the run's config.toml"
+        )
+    saved = int(ckpt.trainer.get("world_size", 1)) if ckpt is not None else processes
+    if ckpt is not None and ckpt.trainer["state"]["step"] and saved != processes:
+        raise ConfigError(
+            f"{ckpt.path}: saved mid-epoch by {saved} process(es), this is {processes}; "
+            f"resume it with {saved} (--nproc {saved}, or torchrun --nproc_per_node {saved})"
         )
     return ckpt
 

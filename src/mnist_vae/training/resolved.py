@@ -88,7 +88,7 @@ def resolve_run(
             # The run records what it ran with: its config, copied once with the precision auto became.
             cfg = replace(cfg, train=replace(cfg.train, precision="bf16" if precision == "bf16" else "fp32"))
         replaces = False if resume else check_run_dir(run_dir, force)  # before loading data, so a bad --out fails at once
-        checkpoint = resume_point(run_dir, cfg) if resume else None
+        checkpoint = resume_point(run_dir, cfg, dist.world) if resume else None
     except BaseException:
         teardown_distributed(dist)
         raise

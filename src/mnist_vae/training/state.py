@@ -15,8 +15,6 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
-
 SNAPSHOT_EVERY = 5  # decode the fixed z after epoch 1, 5, 10, ... and the last
 
 
@@ -50,13 +48,3 @@ def snapshot_epochs(epochs: int) -> list[int]:
     """Epochs after which the fixed z is decoded: 1, 5, 10, 15, ... and the last."""
     marks = {1, epochs} | set(range(SNAPSHOT_EVERY, epochs + 1, SNAPSHOT_EVERY))
     return sorted(m for m in marks if m <= epochs)
-
-
-def check_world_size(checkpoint: Any, world: int) -> None:
-    """A mid-epoch checkpoint resumes only with the process count that wrote it (its batch split)."""
-    saved_world = int(checkpoint.trainer.get("world_size", 1))
-    if checkpoint.trainer["state"]["step"] and saved_world != world:
-        raise ConfigError(
-            f"{checkpoint.path}: saved mid-epoch by {saved_world} process(es), this is {world}; "
-            f"resume it with {saved_world} (--nproc {saved_world}, or torchrun --nproc_per_node {saved_world})"
-        )

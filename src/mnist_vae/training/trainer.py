@@ -36,7 +36,7 @@ from ..runtime.distributed import all_reduce_, barrier, broadcast, shard
 from ..runtime.process import stop_signals
 from .callbacks import Callback
 from .resolved import ResolvedRun
-from .state import TrainState, check_world_size
+from .state import TrainState
 from .step import TrainStep
 
 #: Steps between host synchronisations (NaN and stop checks) on an accelerator; every step on the CPU.
@@ -116,8 +116,7 @@ class Trainer:
     # --- resume ----------------------------------------------------------------------------------
 
     def restore(self, ckpt: Checkpoint) -> None:
-        """Continue from a checkpoint: weights, optimizer, RNG streams and progress."""
-        check_world_size(ckpt, self.dist.world)
+        """Continue from a checkpoint (checked at the entry, :func:`~mnist_vae.runs.folder.resume_point`): weights, optimizer, RNGs, progress."""
         self.take_step.load_state_dict(ckpt.trainer)
         load_model_weights(self.model, ckpt.weights, ckpt.path / "model.safetensors")
         torch.set_rng_state(ckpt.trainer["torch_rng"])
