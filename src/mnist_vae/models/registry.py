@@ -25,12 +25,11 @@ from ..config import IMAGE_SIZE, ModelConfig
 from ..errors import ConfigError
 from ..fields import build, first_line
 
-log = logging.getLogger(__name__)
-
 #: ``build(cfg, options) -> nn.Module``: the model config and an instance of the kind's options dataclass.
 Builder = Callable[[ModelConfig, Any], nn.Module]
 Decorator = Callable[[Builder], Builder]
 PLUGIN_GROUP = "mnist_vae.models"
+log = logging.getLogger(__name__)
 _loaded: dict[str, str | None] = {}  # entry point -> None (loaded) or why it failed to load
 _loading: list[Any] = []  # the entry points being loaded: what registers meanwhile is theirs
 _NoOptions = dataclasses.make_dataclass("NoOptions", [], frozen=True)
@@ -121,8 +120,10 @@ def _load(ep: Any, quiet: bool = False) -> None:
 
 def find(role: str, kind: str) -> Plugin | None:
     """The ``role`` kind; installed plugins are loaded if it is not registered (the failure of the one named ``kind`` is the answer)."""
-    for ep in metadata.entry_points(group=PLUGIN_GROUP) if kind not in REGISTRY[role] else ():
-        _load(ep, quiet=ep.name != kind)
+    eps = metadata.entry_points(group=PLUGIN_GROUP) if kind not in REGISTRY[role] else ()
+    for ep in sorted(eps, key=lambda ep: ep.name != kind):
+        if kind not in REGISTRY[role]:  # the others too, until one of them has registered it
+            _load(ep, quiet=ep.name != kind)
     return REGISTRY[role].get(kind)
 
 
