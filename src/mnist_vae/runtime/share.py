@@ -5,10 +5,10 @@ the next region by spinning (300,000 rounds by default, milliseconds). Alone tha
 training step fast: a step is hundreds of short regions, and each starts at once. Two processes
 with a thread per core each put twice as many threads as cores on the machine: each process's
 spinning threads take the cores the other needs, every region waits at its barrier for a thread
-that is not running, and two trainings on two cores together ran at 0.16-0.30× of one alone
-(docs/performance.md, "Side by side"). Sleeping at once instead (``OMP_WAIT_POLICY=PASSIVE``)
-halves the speed alone; a shorter spin (``GOMP_SPINCOUNT``) made pairs slower still. What works
-is never to have more threads than cores:
+that is not running, and two trainings on two cores together do a fraction of the work of one
+alone. Sleeping at once instead (``OMP_WAIT_POLICY=PASSIVE``) costs much of the speed alone, and a
+shorter spin (``GOMP_SPINCOUNT``) made pairs slower still (docs/performance.md, "Side by side", has
+the measurements). What works is never to have more threads than cores:
 
 a registry of the mnist-vae processes that compute: a folder of small files, one per process,
 each held under an exclusive ``flock`` for the process's life. A killed process's lock goes with
