@@ -1,11 +1,8 @@
 """The model registry, a dict and a decorator: ``REGISTRY[role][kind]`` is the :class:`Plugin` that builds that kind.
 
-Kinds register through :func:`register`: the built-in ones as models/encoder.py and models/decoder.py are imported; an
-installed package's through an entry point of the group ``mnist_vae.models``, loaded when a config names an unknown kind.
-Nothing is checked on import: the model factory (:func:`build_encoder`, :func:`build_decoder`) checks the kind and its
-options, and a plugin's module against the contract (docs/plugins.md): an encoder maps x [B, 28, 28] in [0, 1] to
-(μ, log σ²), each [B, latent_dim]; a decoder maps z [B, latent_dim] to logits [B, 1, 28, 28]. Each error is one line.
-"""
+Kinds register through :func:`register` (built-in ones as models/encoder.py and decoder.py are imported, installed ones through
+entry points of the group ``mnist_vae.models``). Nothing is checked on import: a run's entry (:func:`plugin_records`) and the
+model factory check a config's kinds and options, and the factory a plugin's module against the contract (docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -66,8 +63,7 @@ REGISTRY: dict[str, dict[str, Plugin]] = {"encoder": {}, "decoder": {}}
 def register(role: str, kind: str, options: type | None = None, *, replace: bool = False, builtin: bool = False) -> Decorator:
     """``@register("encoder", "gru", GRUOptions)`` on ``build(cfg, options: GRUOptions)``: ``encoder = "gru"`` builds with it.
 
-    ``options``: a dataclass type, its fields the options (None: none). ``replace=True`` replaces a kind of that name.
-    """
+    ``options``: a dataclass type, its fields the options (None: none). ``replace=True`` replaces a kind of that name."""
 
     def add(fn: Builder) -> Builder:
         where, old = f"register_{role}({kind!r})", REGISTRY[role].get(kind)
@@ -138,23 +134,27 @@ def get_plugin(role: str, kind: str) -> Plugin:
 def kinds(role: str) -> list[str]:
     """Every ``role`` kind: the built-in ones first, then the others by name (installed plugins loaded)."""
     find(role, "")  # no kind is named "": every installed plugin is loaded
-    found = REGISTRY[role].values()
-    return [p.kind for p in found if p.builtin] + sorted(p.kind for p in found if not p.builtin)
+    return [p.kind for p in sorted(REGISTRY[role].values(), key=lambda p: (not p.builtin, "" if p.builtin else p.kind))]
 
 
 encoder_kinds, decoder_kinds = partial(kinds, "encoder"), partial(kinds, "decoder")
 
 
 def plugin_records(cfg: ModelConfig) -> dict[str, dict[str, Any]]:
-    """The plugins (not built-in kinds) that build ``cfg``'s model, by role, as a run records them; an unknown kind raises."""
-    found = [get_plugin(role, getattr(cfg, role)) for role in REGISTRY]
+    """Check ``cfg``'s kinds and options (nothing is built); the plugins (not built-in kinds) by role, as a run records them."""
+    found = [_resolve(role, cfg)[0] for role in REGISTRY]
     return {p.role: {k: getattr(p, k) for k in ("kind", "distribution", "version", "module")} for p in found if not p.builtin}
 
 
-def _build(role: str, cfg: ModelConfig) -> nn.Module:
-    """The model factory's part: the encoder or decoder ``cfg`` names, its options checked; a plugin's checked against the contract."""
+def _resolve(role: str, cfg: ModelConfig) -> tuple[Plugin, Any]:
+    """The plugin of ``cfg``'s ``role`` kind and the options its build gets; a bad kind or option is a one-line error."""
     plugin = get_plugin(role, getattr(cfg, role))
-    options = build(plugin.options or _NoOptions, getattr(cfg, f"{role}_options").to_plain(), f"{role}_options of {plugin.describe()}")
+    return plugin, build(plugin.options or _NoOptions, getattr(cfg, f"{role}_options").to_plain(), f"{role}_options of {plugin.describe()}")
+
+
+def _build(role: str, cfg: ModelConfig) -> nn.Module:
+    """The model factory's part: the encoder or decoder ``cfg`` names, built with its options; a plugin's checked against the contract."""
+    plugin, options = _resolve(role, cfg)
     try:
         module = plugin.build(cfg, options)
     except Exception as exc:
