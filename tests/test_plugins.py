@@ -328,6 +328,20 @@ def test_options_are_checked_like_config_fields_when_the_model_is_built():
         RunConfig.from_dict({"model": {"encoder_options": 3}})
 
 
+def test_train_checks_the_kinds_and_their_options_before_it_reads_any_data(tmp_path, monkeypatch):
+    import mnist_vae.training.run as run_module
+
+    monkeypatch.setattr(run_module, "prepare_data", lambda *a, **k: pytest.fail("data was read before the kinds were checked"))
+    for model, message in [
+        ({"encoder": "gruu"}, "encoder: 'gruu' is not one of"),
+        ({"encoder_options": {"hidden": 3}}, "valid keys: none"),
+    ]:
+        cfg = RunConfig.from_dict({"model": model, "train": {"epochs": 1, "threads": 1}})
+        with pytest.raises(ConfigError, match=message):
+            train(cfg, tmp_path / "run", progress=False, figures=False)
+        assert not (tmp_path / "run").exists()
+
+
 def test_an_unknown_kind_or_option_stops_train_in_one_line_before_anything_is_written(tmp_path, capsys):
     from mnist_vae.cli import main
 
