@@ -130,7 +130,8 @@ def test_models_import_no_cli_data_files_or_plots():
 
 ROOT = PACKAGE.parents[1]
 #: Python outside the package, by role: maintenance scripts and experiments that produce docs results.
-#: Benchmarks live in the package (mnist_vae.bench). Both folders sit above every layer: they may import
+#: The benchmarks a user runs live in the package (mnist_vae.bench); the core-sharing study and one-off
+#: measurements are experiments. Both folders sit above every layer: they may import
 #: any public module of the package, and nothing imports them.
 OUTSIDE = ("scripts", "experiments")
 
