@@ -204,14 +204,15 @@ class FakeProc:
         (self.root / "stat").write_text(f"cpu  {c['user']} {c['nice']} {c['system']} 900000 10 0 0 0 0 0\ncpu0 1 2 3\n")
         (self.root / "uptime").write_text(f"{1000 + self.clock.now:.2f} 5.00\n")
 
-    def process(self, pid: int, user: float, nice: int = 0, group: int = 1, cgroup: str = "/", started: float = 0.0) -> None:
-        """``pid`` has used ``user`` CPU seconds, at ``nice``, in autogroup ``group`` of ``cgroup``, since ``started`` s of uptime."""
+    def process(self, pid: int, user: float, nice: int = 0, group: int | None = 1, cgroup: str = "/", started: float = 0.0) -> None:
+        """``pid`` has used ``user`` CPU seconds, at ``nice``, in autogroup ``group`` (None: the root one, which the kernel
+        prints as nothing) of ``cgroup``, since ``started`` s of uptime."""
         (self.root / str(pid)).mkdir(exist_ok=True)
         fields = ["R", "1", "1", "1", "0", "-1", "0", "0", "0", "0", "0", str(round(user * TICK)), "0"]
         fields += ["0", "0", str(20 + nice), str(nice), "1", "0", str(round(started * TICK))]
         (self.root / str(pid) / "stat").write_text(f"{pid} (python x) " + " ".join(fields) + "\n")
         (self.root / str(pid) / "cgroup").write_text(f"4:memory:/m\n1:cpu,cpuacct:{cgroup}\n0::/\n")
-        (self.root / str(pid) / "autogroup").write_text(f"/autogroup-{group} nice 0\n")
+        (self.root / str(pid) / "autogroup").write_text("" if group is None else f"/autogroup-{group} nice 0\n")
 
 
 @pytest.fixture
@@ -227,18 +228,18 @@ def fake_proc(tmp_path, monkeypatch):
 LOOP = 4242  # a busy loop outside the registry
 
 
-def _outside(proc: FakeProc, loop_nice: int, my_nice: int = 0, **where) -> tuple[float, int]:
+def _outside(proc: FakeProc, loop_nice: int, my_nice: int = 0, my_group: int | None = 1, **where) -> tuple[float, int]:
     """This process computes on one core and a busy loop (``where``: its group, cgroup) on the other for 2 s:
     the load from outside the registry the second look sees, and this process's threads on 2 cores."""
     reg = share.Registry(proc.root.parent / "registry")
     me = reg.join(0)
-    proc.process(os.getpid(), 0.0, my_nice)
+    proc.process(os.getpid(), 0.0, my_nice, my_group)
     proc.process(LOOP, 0.0, loop_nice, **where)
     reg.look()
     proc.clock.now += 2.0
     niced = {"nice": 2.0 if loop_nice > 0 else 0.0, "user": 0.0 if loop_nice > 0 else 2.0}
     proc.add(**{k: niced[k] + (2.0 if (k == "nice") == (my_nice > 0) else 0.0) for k in niced})
-    proc.process(os.getpid(), 2.0, my_nice)
+    proc.process(os.getpid(), 2.0, my_nice, my_group)
     proc.process(LOOP, 2.0, loop_nice, **where)
     peers, outside = reg.look()
     threads = share.fair_share(2, replace(me, sched=kernel.sched_of(os.getpid())), peers, outside=outside)
@@ -254,6 +255,18 @@ def test_a_lower_priority_loop_of_our_group_takes_no_core(fake_proc):
     assert _outside(fake_proc, loop_nice=19) == (pytest.approx(0.0), 2)  # the kernel runs it on what we leave
     fake_proc.autogroups(False)
     assert _outside(fake_proc, loop_nice=19, group=7) == (pytest.approx(0.0), 2)  # autogroups off: the session does not matter
+
+
+def test_processes_of_the_root_autogroup_share_one_group(fake_proc):
+    # A process whose session is still init's (a CI runner, a service): its autogroup file is empty.
+    fake_proc.process(os.getpid(), 0.0, group=None)
+    fake_proc.process(LOOP, 0.0, 19, group=None)
+    fake_proc.process(LOOP + 1, 0.0, 19, group=3)
+    mine, loop, apart = (kernel.sched_of(p) for p in (os.getpid(), LOOP, LOOP + 1))
+    assert mine is not None and loop is not None and apart is not None
+    assert mine.group == loop.group != apart.group and not mine.group.startswith("?")
+    assert _outside(fake_proc, loop_nice=19, my_group=None, group=None) == (pytest.approx(0.0), 2)
+    assert _outside(fake_proc, loop_nice=19, my_group=None, group=5) == (pytest.approx(1.0), 1)
 
 
 def test_a_lower_priority_loop_of_another_group_takes_a_core_as_the_kernel_gives_it_one(fake_proc):
@@ -287,7 +300,8 @@ def test_a_registered_process_s_nice_value_and_group_are_read_from_the_kernel(tm
     reg.join(0)
     (them,) = reg.look()[0]
     mine = kernel.sched_of(os.getpid())
-    assert them.sched.nice == 7 and them.sched.group == mine.group and mine.nice == kernel.own_nice()
+    assert them.sched.nice == 7 and mine.nice == kernel.own_nice()
+    assert them.sched.group == mine.group and not mine.group.startswith("?")  # same session, same group
     peer(session=True)  # a session of its own: another autogroup where the kernel has them on
     if kernel.autogroups():
         assert len({p.sched.group for p in reg.look()[0]}) == 2

@@ -101,7 +101,8 @@ def sched_of(pid: int) -> Sched | None:
         group = cpu[0] if cpu else group
     if autogroups():
         try:
-            name, _, level = (PROC / str(pid) / "autogroup").read_text().split()[:3]
+            # The kernel prints nothing for the root autogroup: a process whose session never left init's.
+            name, _, level = (PROC / str(pid) / "autogroup").read_text().split()[:3] or ["/autogroup-0", "nice", "0"]
             group, group_nice = f"{group} {name}", int(level)
         except (OSError, ValueError):
             group = f"?{pid}"
