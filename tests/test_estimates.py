@@ -121,6 +121,36 @@ def test_the_budget_check_uses_the_longest_run_seen_not_the_mean():
     assert cost.source(learned) == "from finished runs of this study; the others estimated from a few timed steps"
 
 
+def test_a_configuration_with_finished_runs_is_not_timed_again(monkeypatch):
+    from mnist_vae.config import RunConfig
+
+    timed: list[str] = []
+    monkeypatch.setattr(cost, "training_rate", lambda cfg, *a, **k: timed.append(cfg.name) or 1000.0)
+    monkeypatch.setattr(cost, "decoder_rate", lambda *a, **k: 1e6)
+    configs = {"a": RunConfig().replace(epochs=1), "b": RunConfig().replace(epochs=1)}
+    seen = cost.Observed(runs={("a", 2): [(80.0, 10.0, 10.0), (110.0, 10.0, 10.0)]})
+    costs = cost.estimate(configs, 2, EvalConfig(k=5), 1000, 100, seen=seen, workers=2)
+    assert len(timed) == 1  # only b, which has no finished run at 2 jobs
+    assert [c.config for c in costs] == ["a", "a", "b", "b"] and costs[0] == cost.learn([RunCost("a", 1.0, 1.0, 1.0)], seen, 2)[0]
+    assert costs[2].runs == 0 and costs[2].train_s == pytest.approx(1.0)  # b: 1 epoch of 1000 images at 1000 img/s
+    assert len(cost.estimate(configs, 1, EvalConfig(k=5), 1000, 100, seen=seen, workers=1)) == 2 and len(timed) == 3
+
+
+def test_a_small_study_is_timed_for_a_part_of_its_own_cost_only(monkeypatch):
+    from mnist_vae.config import RunConfig
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(cost, "time", SimpleNamespace(perf_counter=lambda: next(ticks) / 16))  # every step takes 1/16 s
+    cfg = RunConfig().replace(batch_size=10)
+    # 1,000 images at 160 img/s take 6.25 s: 5% of it is 0.31 s, which the fewest steps (8 x 1/16 s) pass.
+    assert cost.training_rate(cfg, images=1_000) == 160.0 and next(ticks) == 2 * (3 + cost.MIN_STEPS)
+    ticks = iter(range(10**6))
+    assert cost.training_rate(cfg) == 160.0 and next(ticks) == 2 * (3 + 32)  # 2 s of 1/16 s steps
+    ticks = iter(range(10**6))
+    cost.training_rate(cfg, images=10_000)  # 5% of 62.5 s is more than 2 s: the full 2 s
+    assert next(ticks) == 2 * (3 + 32)
+
+
 def test_observe_files_each_run_under_the_jobs_of_its_round_and_times_the_rounds():
     rows = [{"config": "a", "seed": k, "train_seconds": 90.0, "nll_seconds": 5.0, "eval_seconds": 10.0} for k in range(4)]
     rows.append({"config": "a", "seed": 9, "train_seconds": float("nan"), "nll_seconds": 1.0, "eval_seconds": 1.0})

@@ -1,13 +1,15 @@
 """The importance-weighted NLL estimator, active units, the latent probe and the ELBO report."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from mnist_vae.evaluation import likelihood
 from mnist_vae.evaluation.elbo import elbo_report
 from mnist_vae.evaluation.latent import active_units, latent_probe
-from mnist_vae.evaluation.likelihood import bernoulli_log_likelihood, importance_nll, iw_log_likelihood
+from mnist_vae.evaluation.likelihood import bernoulli_log_likelihood, decoder_rate, importance_nll, iw_log_likelihood
 from mnist_vae.losses import bce_per_image, elbo
 from mnist_vae.models import VAE
 from mnist_vae.presets import get_config
@@ -97,6 +99,19 @@ def test_estimate_rises_with_k_on_average_toward_log_px():
 def _tiny_vae():
     torch.manual_seed(0)
     return VAE(get_config("baseline").override(["latent_dim=4"]).model).eval()
+
+
+def test_the_decoder_is_timed_for_a_part_of_a_small_job_only(monkeypatch):
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(likelihood, "time", SimpleNamespace(perf_counter=lambda: next(ticks) / 16))  # a pass takes 1/16 s
+    model = VAE(get_config("baseline").model)
+    # 100 codes at 10 codes per 1/16 s take 0.625 s; a twentieth of it is less than one pass: one timed pass.
+    assert decoder_rate(model, chunk=10, seconds=0.5, codes=100) == 160.0 and next(ticks) == 2
+    ticks = iter(range(10**6))
+    assert decoder_rate(model, chunk=10, seconds=0.5) == 160.0 and next(ticks) == 1 + 8  # 0.5 s of passes
+    ticks = iter(range(10**6))
+    decoder_rate(model, chunk=10, seconds=0.5, codes=10**6)  # a twentieth of 6,250 s is more than 0.5 s
+    assert next(ticks) == 1 + 8
 
 
 def test_bernoulli_likelihood_is_minus_bce():

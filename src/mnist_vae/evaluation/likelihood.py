@@ -81,9 +81,17 @@ def _decoder_copy(model: VAE, precision: str) -> tuple[VAE, torch.dtype | None]:
     return fast, dtype
 
 
+#: The most of what it estimates that a timing may take: a small job (a few digits, a small K) is
+#: not timed for longer than a part of its own cost.
+TIMING_SHARE = 0.05
+
+
 @torch.inference_mode()
-def decoder_rate(model: VAE, chunk: int = DEFAULT_CHUNK, precision: str = "fp32", seconds: float = 0.3) -> float:
-    """Latent codes per second the NLL's decoder gets through here (timed on random codes, after a warm-up)."""
+def decoder_rate(
+    model: VAE, chunk: int = DEFAULT_CHUNK, precision: str = "fp32", seconds: float = 0.3, codes: float = math.inf
+) -> float:
+    """Latent codes per second the NLL's decoder gets through here (timed on random codes, after a warm-up),
+    for ``seconds``, or for TIMING_SHARE of what decoding ``codes`` codes takes at that rate if that is less."""
     fast, dtype = _decoder_copy(model, precision)
     device = next(model.parameters()).device
     log_px = bernoulli_log_likelihood(fast, dtype)
@@ -91,10 +99,12 @@ def decoder_rate(model: VAE, chunk: int = DEFAULT_CHUNK, precision: str = "fp32"
     x = torch.rand((1, 28, 28), device=device).round()
     log_px(z, x).sum().item()
     done, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds or done == 0:
+    while True:
         log_px(z, x).sum().item()  # .item(): the work is done, also on an accelerator
         done += chunk
-    return done / (time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min(seconds, TIMING_SHARE * codes * elapsed / done):
+            return done / elapsed
 
 
 @torch.inference_mode()

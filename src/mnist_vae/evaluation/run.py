@@ -110,8 +110,8 @@ def _announce(run: Any, ds: Dataset, s: EvalConfig, classifier: Any, screen: boo
             f"  first: the digit classifier that judges samples is not cached for this dataset yet; training it "
             f"(once per dataset), about {seconds:.0f} s"
         )
-    rate = decoder_rate(run.model, s.chunk, s.precision)
     passes = s.k * len(ds.test_labels)
+    rate = decoder_rate(run.model, s.chunk, s.precision, codes=passes)
     log.info(
         f"  NLL: K = {s.k:,} importance samples x {len(ds.test_labels):,} images = {passes:,} decoder passes, "
         f"about {passes / rate:.0f} s at the {rate:,.0f} passes/s measured just now"

@@ -30,7 +30,7 @@ import torch
 from ..config import EvalConfig, RunConfig
 from ..data import Dataset
 from ..evaluation.classifier import cached_classifier, estimate_training_seconds
-from ..evaluation.likelihood import decoder_rate
+from ..evaluation.likelihood import TIMING_SHARE, decoder_rate
 from ..models import VAE, build_model
 from ..runs.folder import RUN_MARKER
 from ..runtime.device import resolve_device, resolve_precision
@@ -47,6 +47,8 @@ OTHER_EVAL_S = 15.0
 #: Steps the training rate is timed on at least, and the seconds they take at least (a fast model
 #: takes more steps): a median of a few short steps moved by a fifth between two idle runs.
 MIN_STEPS, MIN_TIMED_S, MAX_STEPS = 8, 2.0, 200
+#: Seconds the NLL's decoder is timed for at most.
+NLL_TIMED_S = 1.0
 #: The name of the classifier's first training among the costs (it runs once, before the runs).
 CLASSIFIER = "(digit classifier, first training)"
 
@@ -75,10 +77,12 @@ class RunCost:
         return max(self.upper_s, self.total_s)
 
 
-def training_rate(cfg: RunConfig, steps: int = MIN_STEPS, warmup: int = 3, seconds: float = MIN_TIMED_S) -> float:
+def training_rate(
+    cfg: RunConfig, steps: int = MIN_STEPS, warmup: int = 3, seconds: float = MIN_TIMED_S, images: float = math.inf
+) -> float:
     """Training images per second of ``cfg`` here: the run's own :class:`~mnist_vae.training.step.TrainStep`
     (optimizer, scaler, precision, loss) on random digits; the median of at least ``steps`` steps that
-    take at least ``seconds`` together (up to MAX_STEPS)."""
+    take at least ``seconds`` together (up to MAX_STEPS), or TIMING_SHARE of what training ``images`` takes."""
     device = resolve_device(cfg.train.device)
     t = cfg.replace(precision=resolve_precision(cfg.train.precision, device)).train
     torch.manual_seed(0)
@@ -87,26 +91,43 @@ def training_rate(cfg: RunConfig, steps: int = MIN_STEPS, warmup: int = 3, secon
     x = torch.rand(t.batch_size, 28, 28, device=device)
     shape = (t.batch_size, cfg.model.latent_dim) if t.iwae_k == 1 else (t.iwae_k, t.batch_size, cfg.model.latent_dim)
     times: list[float] = []
-    while len(times) < warmup + steps or (sum(times[warmup:]) < seconds and len(times) < warmup + MAX_STEPS):
+    while True:
         start = time.perf_counter()
         loss, _, _ = step(x, torch.randn(shape, device=device), 1.0)
         loss.item()  # waits for an accelerator
         times.append(time.perf_counter() - start)
-    return t.batch_size / statistics.median(times[warmup:])
+        timed = times[warmup:]
+        if len(timed) >= steps:
+            rate = t.batch_size / statistics.median(timed)
+            if sum(timed) >= min(seconds, TIMING_SHARE * images / rate) or len(timed) >= MAX_STEPS:
+                return rate
 
 
 def estimate(
-    configs: dict[str, RunConfig], seeds: int, settings: EvalConfig, n_train: int, n_test: int, screen: bool = False
+    configs: dict[str, RunConfig],
+    seeds: int,
+    settings: EvalConfig,
+    n_train: int,
+    n_test: int,
+    screen: bool = False,
+    seen: Observed | None = None,
+    workers: int = 1,
 ) -> list[RunCost]:
     """Estimated cost of every run of a study, measured config by config with each run's thread count
-    (a ``screen`` gets no allowance for the classifier's part of the evaluation)."""
+    (a ``screen`` gets no allowance for the classifier's part of the evaluation). A configuration with
+    finished runs at ``workers`` jobs in ``seen`` is costed by them (:func:`learn`), without timing it again."""
     out = []
     for name, cfg in configs.items():
+        runs = seen.runs.get((name, workers)) if seen is not None else None
+        if runs:
+            out += [_measured(RunCost(name, 0.0, 0.0, 0.0), runs)] * seeds
+            continue
         set_threads(cfg.train.threads)
-        rate = training_rate(cfg)
+        rate = training_rate(cfg, images=seeds * cfg.train.epochs * n_train)
         device = resolve_device(cfg.train.device)
         model = VAE(cfg.model).to(device).eval()
-        nll_rate = decoder_rate(model, settings.chunk, resolve_precision(settings.precision, device), seconds=1.0)
+        precision = resolve_precision(settings.precision, device)
+        nll_rate = decoder_rate(model, settings.chunk, precision, seconds=NLL_TIMED_S, codes=seeds * settings.k * n_test)
         train_s = cfg.train.epochs * n_train / rate
         nll_s = settings.k * n_test / nll_rate
         out += [RunCost(name, train_s, nll_s, 0.0 if screen else OTHER_EVAL_S)] * seeds
@@ -256,12 +277,14 @@ def learn(costs: list[RunCost], seen: Observed, workers: int) -> list[RunCost]:
     out = []
     for c in costs:
         runs = seen.runs.get((c.config, workers))
-        if c.first or not runs:
-            out.append(c)
-            continue
-        train, nll, rest = (statistics.fmean(x) for x in zip(*runs))
-        out.append(replace(c, train_s=train, nll_s=nll, other_s=rest, runs=len(runs), upper_s=max(sum(r) for r in runs)))
+        out.append(c if c.first or not runs else _measured(c, runs))
     return out
+
+
+def _measured(c: RunCost, runs: list[tuple[float, float, float]]) -> RunCost:
+    """``c`` costed by finished runs: the mean of each part, the longest run as the upper end."""
+    train, nll, rest = (statistics.fmean(x) for x in zip(*runs))
+    return replace(c, train_s=train, nll_s=nll, other_s=rest, runs=len(runs), upper_s=max(sum(r) for r in runs))
 
 
 def round_estimate(costs: list[RunCost], seen: Observed, workers: int) -> tuple[float, float]:

@@ -320,10 +320,11 @@ def _minutes(rows: list[dict[str, Any]], key: str) -> float:
 def _estimate(plan: StudyPlan, s: StudySettings, ds: Dataset) -> list[cost.RunCost]:
     """Time a few steps of every configuration here, or take what its runs already finished in this folder took,
     add the classifier's first training when it is not cached, and say what the whole study will cost."""
-    costs = cost.estimate(plan.configs, len(plan.seeds), s.eval, len(ds.train_labels), len(ds.test_labels), screen=s.screen)
     rounds = settle.load_rounds(plan.out) or [{n: plan.seeds for n in plan.names}]
     done = cost.finished([j for r in rounds for j in plan_jobs(plan, s, r)])
-    costs = cost.learn(costs, cost.observe(done, rounds, settle.load_timing(plan.out), plan.workers), plan.workers)
+    seen = cost.observe(done, rounds, settle.load_timing(plan.out), plan.workers)
+    n_train, n_test = len(ds.train_labels), len(ds.test_labels)
+    costs = cost.estimate(plan.configs, len(plan.seeds), s.eval, n_train, n_test, screen=s.screen, seen=seen, workers=plan.workers)
     first = None if s.screen else cost.classifier_cost(ds)
     costs += [first] if first is not None else []
     log.info(f"study: the estimated cost of its {len(plan.names) * len(plan.seeds)} run(s) on this machine:")
