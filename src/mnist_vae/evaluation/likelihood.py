@@ -87,9 +87,7 @@ TIMING_SHARE = 0.05
 
 
 @torch.inference_mode()
-def decoder_rate(
-    model: VAE, chunk: int = DEFAULT_CHUNK, precision: str = "fp32", seconds: float = 0.3, codes: float = math.inf
-) -> float:
+def decoder_rate(model: VAE, chunk: int = DEFAULT_CHUNK, precision: str = "fp32", seconds: float = 0.3, codes: float = math.inf) -> float:
     """Latent codes per second the NLL's decoder gets through here (timed on random codes, after a warm-up),
     for ``seconds``, or for TIMING_SHARE of what decoding ``codes`` codes takes at that rate if that is less."""
     fast, dtype = _decoder_copy(model, precision)

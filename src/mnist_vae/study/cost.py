@@ -77,9 +77,7 @@ class RunCost:
         return max(self.upper_s, self.total_s)
 
 
-def training_rate(
-    cfg: RunConfig, steps: int = MIN_STEPS, warmup: int = 3, seconds: float = MIN_TIMED_S, images: float = math.inf
-) -> float:
+def training_rate(cfg: RunConfig, steps: int = MIN_STEPS, warmup: int = 3, seconds: float = MIN_TIMED_S, images: float = math.inf) -> float:
     """Training images per second of ``cfg`` here: the run's own :class:`~mnist_vae.training.step.TrainStep`
     (optimizer, scaler, precision, loss) on random digits; the median of at least ``steps`` steps that
     take at least ``seconds`` together (up to MAX_STEPS), or TIMING_SHARE of what training ``images`` takes."""
