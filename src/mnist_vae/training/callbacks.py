@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from ..config import RunConfig
-from ..runs.checkpoint import save_checkpoint
+from ..runs.checkpoint import list_checkpoints, save_checkpoint
 from ..runs.folder import write_metrics
 from ..runtime.logging import Progress, progress
 from .state import TrainState
@@ -55,6 +55,10 @@ class Callback:
 
     def on_train_end(self, trainer: Trainer) -> None:
         """After the last epoch, when training succeeded."""
+
+    def on_diverged(self, trainer: Trainer) -> str | None:
+        """Training stops on a non-finite loss: what this callback kept, for the error message (None: nothing to say)."""
+        return None
 
     def close(self) -> None:
         """Always, last: release files and displays."""
@@ -147,6 +151,10 @@ class Checkpoints(Callback):
 
     def on_train_end(self, trainer: Trainer) -> None:
         write_metrics(self.run_dir, trainer.state.history)  # a run killed between its last checkpoint and this file
+
+    def on_diverged(self, trainer: Trainer) -> str | None:
+        saved = list_checkpoints(self.run_dir)
+        return f"the last good checkpoint {saved[-1]} is kept" if saved else "no checkpoint had been written yet"
 
 
 class TensorBoard(Callback):

@@ -59,17 +59,16 @@ def train(
         if run.checkpoint is not None:
             check_same_data(run_dir, data.dataset)  # before anything is written
         model = build_model(run.cfg, run.device)
-        callbacks: list[cb.Callback] = []
-        if dist.is_main:  # rank 0 claims the folder (or readies a resumed one), then makes the callbacks that write into it
+        if dist.is_main:  # rank 0 claims the folder (or readies a resumed one); only its callbacks write into it
             meta = (
                 None
                 if run.resume
                 else run_meta(run.cfg, data.dataset, count_parameters(model), run.threads, run.device, dist.world, run.plugins or {})
             )
             start_run_folder(run_dir, run.cfg, meta, run.replace)
-            callbacks = _callbacks(run, data, progress, figures, tensorboard)
+        barrier(dist)  # rank 0 has claimed the folder before any process goes on
+        callbacks = _callbacks(run, data, progress, figures, tensorboard) if dist.is_main else []
         trainer = Trainer(run, model, data, callbacks, stop_after_steps)
-        barrier(dist)  # every process has built its trainer (none touches the folder) and rank 0 has claimed the folder
         if run.checkpoint is not None:
             log.info(f"resuming {run_dir} from {run.checkpoint.path.name} (epoch {trainer.state.epoch}, step {trainer.state.step})")
         elif run.resume:

@@ -18,7 +18,8 @@ from ..accel.bf16_copy import keep_bf16_copies, update_through_copy
 from ..config import TrainConfig
 from ..errors import ConfigError
 from ..losses import elbo_terms, iwae_terms
-from ..runtime.device import autocast_for
+from ..runs.checkpoint import Checkpoint, load_model_weights
+from ..runtime.device import autocast_for, device_rng_state, set_device_rng_state
 
 
 def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
@@ -48,16 +49,28 @@ class TrainStep:
     """The model's training step with its optimizer, gradient scaler (fp16), autocast and schedule.
 
     ``net`` is what the forward runs through (the model, or its DDP wrapper); ``model`` owns the
-    parameters. ``total_steps`` is the length of the run, for the schedule.
+    parameters. ``total_steps`` is the length of the run, for the schedule. ``resume``: a checkpoint
+    (checked at the run's entry) whose weights, optimizer, scaler, schedule and random generators
+    the step continues from.
     """
 
-    def __init__(self, net: torch.nn.Module, model: torch.nn.Module, t: TrainConfig, device: torch.device, total_steps: int) -> None:
-        self.net, self.t, self.total_steps = net, t, total_steps
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        model: torch.nn.Module,
+        t: TrainConfig,
+        device: torch.device,
+        total_steps: int,
+        resume: Checkpoint | None = None,
+    ) -> None:
+        self.net, self.t, self.total_steps, self.device = net, t, total_steps, device
         self.optimizer = make_optimizer(model, t)
         self.schedule = make_schedule(self.optimizer, t, total_steps)
         # fp16 scales the loss so small gradients survive; the default start, 2**16, makes this loss
         # (hundreds of nats per image) overflow for the first ~10 steps, each of which is then skipped.
         self.scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10) if t.precision == "fp16" else None
+        if resume is not None:  # before the bf16 copies, so that they are made of the restored weights
+            self.restore(resume, model)
         self.autocast = autocast_for(t.precision, device)
         self.copied = keep_bf16_copies(model, self.optimizer, on=t.precision == "bf16" and device.type == "cpu" and net is model)
 
@@ -92,16 +105,21 @@ class TrainStep:
         return loss, recon, kl
 
     def state_dict(self) -> dict[str, Any]:
-        """Optimizer, scaler and schedule state, for a checkpoint."""
+        """Optimizer, scaler and schedule state, and the random generators the steps draw from, for a checkpoint."""
         out: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
         if self.scaler is not None:
             out["scaler"] = self.scaler.state_dict()
         if self.schedule is not None:
             out["schedule"], out["schedule_steps"] = self.schedule.state_dict(), self.total_steps
+        out["torch_rng"] = torch.get_rng_state()
+        device_rng = device_rng_state(self.device)
+        if device_rng is not None:  # the reparameterisation noise and dropout come from the device's generator
+            out["device_rng"], out["device_type"] = device_rng, self.device.type
         return out
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved (a schedule only over a run of the same length)."""
+    def restore(self, ckpt: Checkpoint, model: torch.nn.Module) -> None:
+        """Continue from ``ckpt``: what :meth:`state_dict` saved (a schedule only over a run of the same length), and ``model``'s weights."""
+        state = ckpt.trainer
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
@@ -113,3 +131,7 @@ class TrainStep:
                     f"a scheduled run cannot be extended or shortened on resume"
                 )
             self.schedule.load_state_dict(state["schedule"])
+        load_model_weights(model, ckpt.weights, ckpt.path / "model.safetensors")
+        torch.set_rng_state(state["torch_rng"])
+        if "device_rng" in state and state.get("device_type") == self.device.type:
+            set_device_rng_state(self.device, state["device_rng"])

@@ -1,4 +1,4 @@
-"""The training loop: a :class:`Trainer` that restores, runs epochs of steps, and ends each epoch.
+"""The training loop: a :class:`Trainer` that resumes (its step restores), runs epochs of steps, and ends each epoch.
 
 Read it top to bottom: :meth:`Trainer.fit` runs :meth:`~Trainer.run_epoch` until the configured
 number of epochs is reached; an epoch draws its shuffle, takes step after step (:class:`~.step.TrainStep`),
@@ -26,12 +26,8 @@ from ..errors import TrainingDiverged
 from ..losses import elbo, kl_weight
 from ..models import VAE
 from ..runs.checkpoint import (
-    Checkpoint,
     checkpoint_name,
-    list_checkpoints,
-    load_model_weights,
 )
-from ..runtime.device import device_rng_state, set_device_rng_state
 from ..runtime.distributed import all_reduce_, barrier, broadcast, shard
 from ..runtime.process import stop_signals
 from .callbacks import Callback
@@ -106,39 +102,26 @@ class Trainer:
         self.n_train = len(data.train_x)
         self.global_batch = t.batch_size * dist.world
         self.steps_per_epoch = math.ceil(self.n_train / self.global_batch)
-        self.take_step = TrainStep(self.net, model, t, device, total_steps=t.epochs * self.steps_per_epoch)
+        # A resumed run (its checkpoint checked at the entry, :func:`~mnist_vae.runs.folder.resume_point`) continues
+        # from it: the step restores the weights, optimizer and random generators, the trainer its data stream and progress.
+        ckpt = run.checkpoint
+        self.take_step = TrainStep(self.net, model, t, device, total_steps=t.epochs * self.steps_per_epoch, resume=ckpt)
         self.optimizer, self.scaler = self.take_step.optimizer, self.take_step.scaler
         self.check_every = 1 if device.type == "cpu" else SYNC_EVERY
         self.steps_done = 0  # in this process's life, for stop_after_steps
-        if run.checkpoint is not None:
-            self.restore(run.checkpoint)
-
-    # --- resume ----------------------------------------------------------------------------------
-
-    def restore(self, ckpt: Checkpoint) -> None:
-        """Continue from a checkpoint (checked at the entry, :func:`~mnist_vae.runs.folder.resume_point`): weights, optimizer, RNGs, progress."""
-        self.take_step.load_state_dict(ckpt.trainer)
-        load_model_weights(self.model, ckpt.weights, ckpt.path / "model.safetensors")
-        torch.set_rng_state(ckpt.trainer["torch_rng"])
-        if "device_rng" in ckpt.trainer and ckpt.trainer.get("device_type") == self.device.type:
-            set_device_rng_state(self.device, ckpt.trainer["device_rng"])
-        self.data_rng.set_state(ckpt.trainer["data_rng"])
-        self.state = TrainState.from_dict(ckpt.trainer["state"])
+        if ckpt is not None:
+            self.data_rng.set_state(ckpt.trainer["data_rng"])
+            self.state = TrainState.from_dict(ckpt.trainer["state"])
 
     def checkpoint_contents(self, epoch_rng: torch.Tensor | None = None) -> dict[str, Any]:
         """The trainer part of a checkpoint. Mid-epoch, ``epoch_rng`` is the data stream at the epoch's
         start: resume redraws the same permutation and skips the steps already done."""
-        out: dict[str, Any] = {
-            **self.take_step.state_dict(),  # optimizer, and the scaler and schedule where the run has them
-            "torch_rng": torch.get_rng_state(),
+        return {
+            **self.take_step.state_dict(),  # optimizer, random generators, and the scaler and schedule where the run has them
             "data_rng": epoch_rng if epoch_rng is not None else self.data_rng.get_state(),
             "state": self.state.to_dict(),
             "world_size": self.dist.world,
         }
-        device_rng = device_rng_state(self.device)
-        if device_rng is not None:  # the reparameterisation noise comes from the device's generator
-            out["device_rng"], out["device_type"] = device_rng, self.device.type
-        return out
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -225,11 +208,10 @@ class Trainer:
             raise Interrupted(signum or 0, self.run_dir / "checkpoints" / checkpoint_name(epoch, self.state.step))
 
     def diverged(self, sums: _EpochSums, epoch: int) -> None:
+        kept = "; ".join(said for cb in self.callbacks if (said := cb.on_diverged(self))) or "its checkpoints are kept"
         for cb in self.callbacks:
             cb.close()
         step, value = int(sums.first_bad), float(sums.bad_value)
-        saved = list_checkpoints(self.run_dir)
-        kept = f"the last good checkpoint {saved[-1]} is kept" if saved else "no checkpoint had been written yet"
         shown = value if step >= 0 and not math.isfinite(value) else float("nan")
         where = f"batch {step + 1}" if step >= 0 else "a batch of another process"
         raise TrainingDiverged(
