@@ -75,6 +75,15 @@ def test_real_divergence_with_huge_learning_rate_is_reported(tmp_path):
         quiet_train(tiny_config(2).override(["lr=1e30"]), tmp_path / "run", dataset=small_dataset())
 
 
+def test_a_process_without_callbacks_says_its_checkpoints_are_kept(tmp_path, monkeypatch):
+    # Another rank of a data-parallel run has no callbacks: the loop itself reads no file, rank 0 names the checkpoint.
+    import mnist_vae.training.run as run_mod
+
+    monkeypatch.setattr(run_mod, "_callbacks", lambda *a, **k: [])
+    with pytest.raises(TrainingDiverged, match=r"at epoch 1, batch \d+; its checkpoints are kept; try a lower learning rate"):
+        quiet_train(tiny_config(2).override(["lr=1e30"]), tmp_path / "run", dataset=small_dataset())
+
+
 # --- damaged newest checkpoint ------------------------------------------------------------------
 
 
