@@ -22,6 +22,7 @@ LAYERS = {
     "errors": 0,
     "config": 0,
     "fields": 0,
+    "kinds": 0,
     "presets": 0,
     "losses": 0,
     "stats": 0,

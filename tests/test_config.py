@@ -2,6 +2,7 @@ import pytest
 
 from mnist_vae.config import ModelConfig, RunConfig, TrainConfig, load_toml
 from mnist_vae.errors import ConfigError
+from mnist_vae.kinds import LSTMOptions, MLPOptions
 from mnist_vae.presets import get_config, list_configs
 
 SEVEN = ["baseline", "deeper-decoder", "dropout", "optimized", "fast-lr", "dense-encoder", "original"]
@@ -39,10 +40,12 @@ def test_toml_round_trip(name, tmp_path):
 def test_table_values_from_the_issue():
     assert get_config("baseline").train.lr == 5e-4 and get_config("optimized").train.lr == 1e-3
     assert get_config("fast-lr").model == get_config("baseline").model and get_config("fast-lr").train.lr == 1e-3
-    assert get_config("dense-encoder").model.encoder == "mlp" and get_config("dense-encoder").model.encoder_hidden == (256, 128)
+    dense = get_config("dense-encoder").model
+    assert dense.encoder == "mlp" and dense.encoder_options == MLPOptions(dense=(256, 128))
     orig = get_config("original").model
-    assert (orig.readout, orig.latent_dim, orig.relu_on_mu, orig.dropout, orig.head) == ("all", 64, True, 0.75, "dense")
-    assert get_config("dropout").model.dropout == 0.25
+    enc, dec = orig.encoder_options, orig.decoder_options
+    assert (enc.readout, orig.latent_dim, enc.relu_on_mu, dec.dropout, dec.head) == ("all", 64, True, 0.75, "dense")
+    assert get_config("dropout").model.decoder_options.dropout == 0.25
 
 
 def test_override_by_field_name_and_section():
@@ -69,8 +72,31 @@ def test_bad_overrides_name_the_field(assignment, words):
 
 def test_decoder_that_misses_28x28_says_what_it_reaches():
     with pytest.raises(ConfigError) as e:
-        ModelConfig(decoder_convs=((32, 2), (1, 1)))
-    assert "14x14" in str(e.value) and "28x28" in str(e.value)
+        ModelConfig(decoder_options={"convs": [[32, 2], [1, 1]]})
+    assert "decoder_options.convs" in str(e.value) and "14x14" in str(e.value) and "28x28" in str(e.value)
+
+
+def test_every_kind_is_configured_by_its_options_and_old_fields_still_read(tmp_path):
+    lstm = RunConfig.from_dict({"model": {"encoder_options": {"hidden": 32, "readout": "mean"}}}).model.encoder_options
+    assert lstm == LSTMOptions(hidden=32, readout="mean")
+    # A config.toml of the time before options: every old field written out, the mlp's lstm fields at their defaults.
+    old = {"encoder": "mlp", "encoder_options": {}, "lstm_hidden": 64, "bidirectional": False, "encoder_hidden": [256, 128],
+           "decoder_dense": [128, 3136], "decoder_reshape": [64, 7, 7], "decoder_convs": [[64, 2], [32, 2], [1, 1]], "dropout": 0.0}  # fmt: skip
+    assert RunConfig.from_dict({"name": "dense-encoder", "model": old, "train": {"lr": 1e-3}}).model == get_config("dense-encoder").model
+    with pytest.raises(ConfigError, match="bidirectional = True is not an option of encoder = 'mlp'"):
+        RunConfig.from_dict({"model": {**old, "bidirectional": True}})
+    # --set and replace() take the old names too, over the options the config has.
+    assert get_config("optimized").override(["readout=all"]).model == get_config("lstm-plus").model
+    assert get_config("optimized").replace(readout="all").model == get_config("lstm-plus").model
+    assert get_config("baseline").override(["encoder_options.hidden=32"]).model.encoder_options.hidden == 32
+    assert RunConfig().replace(encoder="mlp").model.encoder_options == MLPOptions()  # another kind: its own defaults
+    with pytest.raises(ConfigError, match="encoder_options: options of another kind"):
+        RunConfig().replace(encoder_options=LSTMOptions(hidden=8), encoder="mlp")
+    with pytest.raises(ConfigError, match="encoder_options.*unknown key.*'width'"):
+        RunConfig.from_dict({"model": {"encoder_options": {"width": 3}}})
+    path = tmp_path / "c.toml"
+    path.write_text(get_config("original").to_toml())
+    assert "[model.decoder_options]" in path.read_text() and load_toml(path) == get_config("original")
 
 
 def test_unknown_key_in_file(tmp_path):

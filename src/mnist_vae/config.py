@@ -13,6 +13,7 @@ import json
 import math
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -26,31 +27,25 @@ from .fields import (
     coerce,
     described,
     field_names,
-    fmt_shape,
     plain,
+    toml_key,
     toml_value,
 )
+from .kinds import BUILTIN, LEGACY, ConvOptions, LSTMOptions, migrate
+from .kinds import IMAGE_SIZE as IMAGE_SIZE
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-IMAGE_SIZE = 28
-
 # The choice types; every list of valid names (validation, the CLI's choices) is derived from these.
-Readout = Literal["last", "all", "mean", "attention"]
-Head = Literal["conv", "dense"]
-DropoutPlace = Literal["every-hidden", "between-convs"]
 Binarize = Literal["none", "static", "dynamic"]
 LrSchedule = Literal["none", "cosine", "onecycle"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DatasetName = Literal["auto", "embedded", "mnist", "fashion-mnist"]
 EvalPrecision = Literal["auto", "fp32", "bf16"]
 
-READOUTS: tuple[str, ...] = get_args(Readout)
-HEADS: tuple[str, ...] = get_args(Head)
-DROPOUT_PLACES: tuple[str, ...] = get_args(DropoutPlace)
 BINARIZE_MODES: tuple[str, ...] = get_args(Binarize)
 LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -60,101 +55,48 @@ EVAL_PRECISIONS: tuple[str, ...] = get_args(EvalPrecision)
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the VAE.
+    """Architecture of the VAE: an encoder kind and its options, the latent size, a decoder kind and its options.
 
-    Encoder: ``lstm`` reads the image as 28 rows of 28 pixels (``lstm_layers`` stacked layers,
-    ``bidirectional`` reads the rows both ways); ``readout`` picks what feeds the code: the final
-    hidden state (``last``; both directions' when bidirectional), all 28 outputs flattened (``all``),
-    their mean (``mean``) or a learned softmax-weighted sum (``attention``). ``mlp`` flattens the
-    image instead. ``layernorm`` normalises the readout (or the flat image); ``encoder_hidden`` are
-    dense layers between it and the μ / log σ² heads. Any other ``encoder`` is a plugin's kind
-    (docs/plugins.md), configured by its own ``encoder_options``.
-
-    Decoder: ``decoder_dense`` dense layers, the last of which must have C·H·W units of
-    ``decoder_reshape``; then transposed convolutions ``decoder_convs`` as (out_channels, stride),
-    kernel 3, "same" padding (output side = input side · stride). With ``head="conv"`` the last
-    convolution must output one channel of 28×28 logits; with ``head="dense"`` its output is
-    flattened into a dense layer to 784 logits (the published code). That is the ``conv`` decoder;
-    any other ``decoder`` is a plugin's kind, configured by its own ``decoder_options``.
+    Every kind is configured the same way, by its ``[model.encoder_options]`` /
+    ``[model.decoder_options]``: the built-in ``lstm`` and ``mlp`` encoders and the ``conv`` decoder
+    by :class:`~mnist_vae.kinds.LSTMOptions`, :class:`~mnist_vae.kinds.MLPOptions` and
+    :class:`~mnist_vae.kinds.ConvOptions` (checked here, when the config is built), a plugin's kind
+    by its own dataclass (checked by the model factory; docs/plugins.md).
     """
 
     encoder: str = "lstm"
-    encoder_options: Options = field(default_factory=Options)
-    lstm_hidden: int = 64
-    lstm_layers: int = 1
-    bidirectional: bool = False
-    readout: Readout = "last"
-    layernorm: bool = False
-    encoder_hidden: tuple[int, ...] = ()
+    encoder_options: Any = field(default_factory=LSTMOptions)
     latent_dim: int = 16
-    relu_on_mu: bool = False
     decoder: str = "conv"
-    decoder_options: Options = field(default_factory=Options)
-    decoder_dense: tuple[int, ...] = (256, 7 * 7 * 32)
-    decoder_reshape: tuple[int, int, int] = (32, 7, 7)
-    decoder_convs: tuple[tuple[int, int], ...] = ((32, 2), (16, 2), (1, 1))
-    head: Head = "conv"
-    dropout: float = 0.0
-    dropout_where: DropoutPlace = "every-hidden"
-    kernel_size: int = 3
+    decoder_options: Any = field(default_factory=ConvOptions)
 
     def __post_init__(self) -> None:
         for role in ("encoder", "decoder"):
-            options = getattr(self, f"{role}_options")
-            if not isinstance(options, Options):  # a plain dict from cfg.replace(encoder_options={...})
-                object.__setattr__(self, f"{role}_options", Options(options, f"{role}_options"))
-            if not isinstance(getattr(self, role), str):  # the kind and its options are the model factory's to check
-                raise ConfigError(f"{role}: expected the name of a kind, got {getattr(self, role)!r}")
-        check_choice("readout", self.readout, READOUTS)
-        check_choice("head", self.head, HEADS)
-        check_choice("dropout_where", self.dropout_where, DROPOUT_PLACES)
-        check_positive("lstm_hidden", self.lstm_hidden)
-        check_positive("lstm_layers", self.lstm_layers)
-        if self.encoder != "lstm":
-            lstm_only = {"lstm_layers": self.lstm_layers != 1, "bidirectional": self.bidirectional, "readout": self.readout != "last"}
-            for name, changed in lstm_only.items():
-                if changed:
-                    raise ConfigError(f"{name}: applies to the lstm encoder only, not encoder = {self.encoder!r}")
+            kind, given = getattr(self, role), getattr(self, f"{role}_options")
+            if not isinstance(kind, str):  # the kind and a plugin's options are the model factory's to check
+                raise ConfigError(f"{role}: expected the name of a kind, got {kind!r}")
+            object.__setattr__(self, f"{role}_options", _options(role, kind, given))
         check_positive("latent_dim", self.latent_dim)
-        for i, width in enumerate(self.encoder_hidden):
-            check_positive(f"encoder_hidden[{i}]", width)
-        if not self.decoder_dense:
-            raise ConfigError("decoder_dense: needs at least one dense layer (the one that feeds the reshape)")
-        for i, width in enumerate(self.decoder_dense):
-            check_positive(f"decoder_dense[{i}]", width)
-        if len(self.decoder_reshape) != 3:
-            raise ConfigError(f"decoder_reshape: expected [channels, height, width], got {list(self.decoder_reshape)}")
-        for i, v in enumerate(self.decoder_reshape):
-            check_positive(f"decoder_reshape[{i}]", v)
-        for i, conv in enumerate(self.decoder_convs):
-            if len(conv) != 2:
-                raise ConfigError(f"decoder_convs[{i}]: expected [out_channels, stride], got {list(conv)}")
-            check_positive(f"decoder_convs[{i}] out_channels", conv[0])
-            check_positive(f"decoder_convs[{i}] stride", conv[1])
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ConfigError(f"kernel_size: must be a positive odd number for 'same' padding, got {self.kernel_size}")
-        if not (0.0 <= self.dropout < 1.0) or math.isnan(self.dropout):
-            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
-        c, h, w = self.decoder_reshape
-        if self.decoder_dense[-1] != c * h * w:
-            raise ConfigError(
-                f"decoder_dense: the last dense layer has {self.decoder_dense[-1]} units but decoder_reshape {c}x{h}x{w} needs {c * h * w}"
-            )
-        shape = self.decoder_output_shape()
-        if self.head == "conv" and shape != (1, IMAGE_SIZE, IMAGE_SIZE):
-            raise ConfigError(
-                f"decoder_convs: the decoder reaches {fmt_shape(shape)} but must end at 1x28x28 "
-                f"(channels x height x width) when head='conv'"
-            )
-        if self.head == "dense" and not self.decoder_convs and shape[0] * shape[1] * shape[2] < 1:
-            raise ConfigError("decoder_convs: empty decoder")
 
-    def decoder_output_shape(self) -> tuple[int, int, int]:
-        """(channels, height, width) after the last transposed convolution."""
-        c, h, w = self.decoder_reshape
-        for out_ch, stride in self.decoder_convs:
-            c, h, w = out_ch, h * stride, w * stride
-        return c, h, w
+
+def _options(role: str, kind: str, given: Any) -> Any:
+    """``given`` as ``kind``'s options: a built-in kind's dataclass (checked), or a plugin's table (:class:`Options`).
+
+    A built-in kind's options left at their defaults when the kind changes (``cfg.replace(encoder="mlp")``)
+    become the new kind's defaults."""
+    cls = BUILTIN[role].get(kind)
+    builtin = type(given) in BUILTIN[role].values()
+    if not (builtin or isinstance(given, Mapping)):
+        raise ConfigError(f"{role}_options = {given!r} is not a table of options (e.g. {role}_options = {{ hidden = 64 }})")
+    if builtin and type(given) is not cls:
+        if given != type(given)():
+            raise ConfigError(f"{role}_options: options of another kind given for {role} = {kind!r}")
+        given = {}
+    if cls is None:
+        return given if isinstance(given, Options) else Options(given, f"{role}_options")
+    if type(given) is cls:
+        return given
+    return build(cls, given.to_plain() if isinstance(given, Options) else dict(given), f"{role}_options")
 
 
 @dataclass(frozen=True)
@@ -253,7 +195,9 @@ class RunConfig:
             raise ConfigError(f"{source}: unknown key(s) {sorted(map(str, unknown))}; valid: name, description, model, train")
         name = coerce("name", data.get("name", "custom"), str, source)
         description = coerce("description", data.get("description", ""), str, source)
-        model = build(ModelConfig, data.get("model", {}), f"{source} [model]")
+        model_data = data.get("model", {})
+        model_data = migrate(model_data, source) if isinstance(model_data, dict) else model_data
+        model = build(ModelConfig, model_data, f"{source} [model]")
         train = build(TrainConfig, data.get("train", {}), f"{source} [train]")
         return cls(name=name, description=description, model=model, train=train)
 
@@ -263,8 +207,10 @@ class RunConfig:
         lines = [f"name = {toml_value(d['name'])}", f"description = {toml_value(d['description'])}", ""]
         for section in ("model", "train"):
             lines.append(f"[{section}]")
-            lines += [f"{k} = {toml_value(v)}" for k, v in d[section].items()]
+            lines += [f"{k} = {toml_value(v)}" for k, v in d[section].items() if not isinstance(v, dict)]
             lines.append("")
+            for k, table in ((k, v) for k, v in d[section].items() if isinstance(v, dict)):  # a kind's options, as a table of its own
+                lines += [f"[{section}.{k}]", *(f"{toml_key(o)} = {toml_value(v)}" for o, v in table.items()), ""]
         return "\n".join(lines)
 
     def replace(self, **changes: Any) -> RunConfig:
@@ -274,12 +220,17 @@ class RunConfig:
         the training section (the names are unique across both).
         """
         top = {k: changes.pop(k) for k in ("name", "description") if k in changes}
-        model_fields = field_names(ModelConfig)
+        model_fields = field_names(ModelConfig) | set(LEGACY)
         unknown = [k for k in changes if k not in model_fields | field_names(TrainConfig)]
         if unknown:
             raise ConfigError(f"unknown field(s) {', '.join(unknown)}")
         model = {k: v for k, v in changes.items() if k in model_fields}
         train = {k: v for k, v in changes.items() if k not in model_fields}
+        if any(k in LEGACY for k in model):  # an old-style field: into the options, over the config's own
+            current = self.to_dict()["model"]
+            if "encoder" in model or "decoder" in model:  # another kind starts from its own defaults
+                current.update({f"{r}_options": {} for r in ("encoder", "decoder") if r in model})
+            model = migrate({**current, **model}, "replace")
         return dataclasses.replace(
             self,
             **top,
@@ -292,8 +243,13 @@ class RunConfig:
         mine, theirs = self.to_dict(), other.to_dict()
         for section in ("model", "train"):
             for key, value in mine[section].items():
-                if key not in RESUMABLE and theirs[section].get(key) != value:
-                    return f"{section}.{key}", value, theirs[section].get(key)
+                other_value = theirs[section].get(key)
+                if key in RESUMABLE or other_value == value:
+                    continue
+                if isinstance(value, dict) and isinstance(other_value, dict):  # a kind's options: name the option
+                    option = next(k for k in {**value, **other_value} if value.get(k) != other_value.get(k))
+                    return f"{section}.{key}.{option}", value.get(option), other_value.get(option)
+                return f"{section}.{key}", value, other_value
         return None
 
     def override(self, assignments: list[str]) -> RunConfig:
@@ -320,8 +276,8 @@ class RunConfig:
                 if name in ("name", "description"):
                     d[name] = raw
                     continue
-                section = "model" if name in field_names(ModelConfig) else "train"
-            if name not in field_names(ModelConfig if section == "model" else TrainConfig):
+                section = "model" if name in field_names(ModelConfig) | set(LEGACY) else "train"
+            if name not in (field_names(ModelConfig) | set(LEGACY) if section == "model" else field_names(TrainConfig)):
                 valid = sorted(field_names(ModelConfig) | field_names(TrainConfig))
                 raise ConfigError(f"--set {key}: unknown field {name!r}; valid fields: {', '.join(valid)}")
             d[section][name] = value

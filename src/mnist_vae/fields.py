@@ -132,6 +132,8 @@ def first_line(exc: BaseException) -> str:
 
 def coerce(name: str, value: Any, hint: Any, source: str) -> Any:
     """Check ``value`` against the annotation ``hint``, converting lists to tuples and ints to floats."""
+    if hint is Any:  # checked by the dataclass itself (a kind's options)
+        return value
     origin = get_origin(hint)
     bad = ConfigError(f"{source}: {name} = {value!r} is not a valid {hint_name(hint)}")
     if origin is Literal:

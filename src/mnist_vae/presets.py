@@ -15,7 +15,7 @@ from .config import RunConfig
 from .errors import ConfigError
 
 # Each entry: its kind, a one-line description and the fields that differ from the dataclass
-# defaults (ModelConfig's defaults are `baseline`'s decoder; TrainConfig's lr is 5e-4).
+# defaults (the built-in kinds' option defaults are `baseline`'s; TrainConfig's lr is 5e-4).
 KINDS = ("write-up", "reference", "control", "beyond")
 PRESETS: dict[str, dict[str, Any]] = {
     "baseline": {
@@ -26,22 +26,26 @@ PRESETS: dict[str, dict[str, Any]] = {
     "deeper-decoder": {
         "description": "extra transposed conv and dense layers",
         "model": {
-            "decoder_dense": [256, 256, 7 * 7 * 32],
-            "decoder_convs": [[32, 2], [32, 1], [16, 2], [1, 1]],
+            "decoder_options": {
+                "dense": [256, 256, 7 * 7 * 32],
+                "convs": [[32, 2], [32, 1], [16, 2], [1, 1]],
+            },
         },
         "train": {"lr": 5e-4},
     },
     "dropout": {
         "description": "baseline with Dropout(0.25) after each hidden layer",
-        "model": {"dropout": 0.25, "dropout_where": "every-hidden"},
+        "model": {"decoder_options": {"dropout": 0.25, "dropout_where": "every-hidden"}},
         "train": {"lr": 5e-4},
     },
     "optimized": {
         "description": "smaller dense layers, more conv channels, lr 0.001",
         "model": {
-            "decoder_dense": [128, 7 * 7 * 64],
-            "decoder_reshape": [64, 7, 7],
-            "decoder_convs": [[64, 2], [32, 2], [1, 1]],
+            "decoder_options": {
+                "dense": [128, 7 * 7 * 64],
+                "reshape": [64, 7, 7],
+                "convs": [[64, 2], [32, 2], [1, 1]],
+            },
         },
         "train": {"lr": 1e-3},
     },
@@ -54,10 +58,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "description": "MLP encoder 784-256-128 instead of the LSTM, optimized decoder",
         "model": {
             "encoder": "mlp",
-            "encoder_hidden": [256, 128],
-            "decoder_dense": [128, 7 * 7 * 64],
-            "decoder_reshape": [64, 7, 7],
-            "decoder_convs": [[64, 2], [32, 2], [1, 1]],
+            "encoder_options": {"dense": [256, 128]},
+            "decoder_options": {
+                "dense": [128, 7 * 7 * 64],
+                "reshape": [64, 7, 7],
+                "convs": [[64, 2], [32, 2], [1, 1]],
+            },
         },
         "train": {"lr": 1e-3},
     },
@@ -67,15 +73,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "original": {
         "description": "the published code as written (ReLU on mu, Dropout 0.75, dense output layer)",
         "model": {
-            "readout": "all",
             "latent_dim": 64,
-            "relu_on_mu": True,
-            "decoder_dense": [98, 196],
-            "decoder_reshape": [1, 14, 14],
-            "decoder_convs": [[64, 1], [32, 1], [32, 2]],
-            "head": "dense",
-            "dropout": 0.75,
-            "dropout_where": "between-convs",
+            "encoder_options": {"readout": "all", "relu_on_mu": True},
+            "decoder_options": {
+                "dense": [98, 196],
+                "reshape": [1, 14, 14],
+                "convs": [[64, 1], [32, 1], [32, 2]],
+                "head": "dense",
+                "dropout": 0.75,
+                "dropout_where": "between-convs",
+            },
         },
         "train": {"lr": 1e-3},
     },
@@ -87,12 +94,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "description": "the standard MLP VAE of pytorch/examples: 784-400-20 encoder, 20-400-784 decoder, batch 128",
         "model": {
             "encoder": "mlp",
-            "encoder_hidden": [400],
             "latent_dim": 20,
-            "decoder_dense": [400],
-            "decoder_reshape": [400, 1, 1],
-            "decoder_convs": [],
-            "head": "dense",
+            "encoder_options": {"dense": [400]},
+            "decoder_options": {
+                "dense": [400],
+                "reshape": [400, 1, 1],
+                "convs": [],
+                "head": "dense",
+            },
         },
         "train": {"lr": 1e-3, "batch_size": 128},
     },
@@ -102,9 +111,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "kind": "control",
         "description": "optimized with the KL term off (beta 0): an autoencoder, the control for the KL claims",
         "model": {
-            "decoder_dense": [128, 7 * 7 * 64],
-            "decoder_reshape": [64, 7, 7],
-            "decoder_convs": [[64, 2], [32, 2], [1, 1]],
+            "decoder_options": {
+                "dense": [128, 7 * 7 * 64],
+                "reshape": [64, 7, 7],
+                "convs": [[64, 2], [32, 2], [1, 1]],
+            },
         },
         "train": {"lr": 1e-3, "beta": 0.0},
     },
@@ -114,10 +125,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "kind": "beyond",
         "description": "optimized with the LSTM's 28 row states, not only the last, feeding the latent code",
         "model": {
-            "readout": "all",
-            "decoder_dense": [128, 7 * 7 * 64],
-            "decoder_reshape": [64, 7, 7],
-            "decoder_convs": [[64, 2], [32, 2], [1, 1]],
+            "encoder_options": {"readout": "all"},
+            "decoder_options": {
+                "dense": [128, 7 * 7 * 64],
+                "reshape": [64, 7, 7],
+                "convs": [[64, 2], [32, 2], [1, 1]],
+            },
         },
         "train": {"lr": 1e-3},
     },

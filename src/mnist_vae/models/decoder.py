@@ -10,7 +10,7 @@ from torch import nn
 
 from ..accel.bf16_copy import Linear
 from ..accel.convt import conv_transpose_same
-from ..config import IMAGE_SIZE, ModelConfig
+from ..kinds import IMAGE_SIZE, ConvOptions
 from .registry import register
 
 
@@ -37,14 +37,14 @@ class Decoder(nn.Module):
     CPUs); the weights and results are the same either way.
     """
 
-    def __init__(self, cfg: ModelConfig, channels_last: bool = False) -> None:
+    def __init__(self, latent_dim: int, options: ConvOptions, channels_last: bool = False) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.options = o = options
         self.channels_last = channels_last
-        p_hidden = cfg.dropout if cfg.dropout_where == "every-hidden" else 0.0
+        p_hidden = o.dropout if o.dropout_where == "every-hidden" else 0.0
         dense: list[nn.Module] = []
-        width = cfg.latent_dim
-        for units in cfg.decoder_dense:
+        width = latent_dim
+        for units in o.dense:
             # In-place ReLUs: the layers before them do not keep their outputs for backward, and
             # skipping an allocation per activation makes a training step ~3% faster on CPU.
             dense += [nn.Linear(width, units), nn.ReLU(inplace=True)]
@@ -54,29 +54,29 @@ class Decoder(nn.Module):
         self.dense = nn.Sequential(*dense)
 
         convs: list[nn.Module] = []
-        channels, n = cfg.decoder_reshape[0], len(cfg.decoder_convs)
-        for i, (out_ch, stride) in enumerate(cfg.decoder_convs):
-            convs.append(conv_transpose_same(channels, out_ch, stride, cfg.kernel_size))
-            if not (cfg.head == "conv" and i == n - 1):  # the output layer stays linear: it gives logits
+        channels, n = o.reshape[0], len(o.convs)
+        for i, (out_ch, stride) in enumerate(o.convs):
+            convs.append(conv_transpose_same(channels, out_ch, stride, o.kernel_size))
+            if not (o.head == "conv" and i == n - 1):  # the output layer stays linear: it gives logits
                 convs.append(nn.ReLU(inplace=True))
-                between_convs = cfg.dropout_where == "between-convs" and i < n - 1
-                if cfg.dropout and (p_hidden or between_convs):
-                    convs.append(Dropout(cfg.dropout))
+                between_convs = o.dropout_where == "between-convs" and i < n - 1
+                if o.dropout and (p_hidden or between_convs):
+                    convs.append(Dropout(o.dropout))
             channels = out_ch
         self.convs = nn.Sequential(*convs)
 
         self.head: nn.Module = nn.Identity()
-        if cfg.head == "dense":  # the published code: flatten the feature maps into a dense layer
-            c, h, w = cfg.decoder_output_shape()
+        if o.head == "dense":  # the published code: flatten the feature maps into a dense layer
+            c, h, w = o.output_shape()
             self.head = nn.Sequential(nn.Flatten(), Linear(c * h * w, IMAGE_SIZE * IMAGE_SIZE))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.dense(z)
-        h = h.unflatten(1, self.cfg.decoder_reshape)  # [B, C·H·W] -> [B, C, H, W]
+        h = h.unflatten(1, self.options.reshape)  # [B, C·H·W] -> [B, C, H, W]
         if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         h = self.head(self.convs(h))
         return h.reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)  # [B, 1, 28, 28] logits (batch left symbolic for export)
 
 
-register("decoder", "conv", builtin=True)(lambda cfg, options: Decoder(cfg))
+register("decoder", "conv", ConvOptions, builtin=True)(lambda cfg, options: Decoder(cfg.latent_dim, options))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import IMAGE_SIZE, ModelConfig
+from ..kinds import IMAGE_SIZE, LSTMOptions, MLPOptions
 from .registry import register
 
 #: Set once oneDNN has refused a bf16 LSTM on this CPU (it needs AVX512-BF16 or AMX): from then on
@@ -30,22 +30,22 @@ class Encoder(nn.Module):
 
     A subclass builds what turns the image into features (:meth:`_reader`, its layers created first)
     and computes them (:meth:`features`); this class adds the optional LayerNorm, the dense layers
-    ``encoder_hidden`` and the two heads.
+    ``dense`` layers and the two heads.
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, latent_dim: int, options: MLPOptions | LSTMOptions) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.options = options
         self.lstm: nn.LSTM | None = None  # the lstm encoder's; None for the mlp
         self.attention: nn.Linear | None = None
-        features = self._reader(cfg)
-        self.norm = nn.LayerNorm(features) if cfg.layernorm else None
-        self.hidden = _mlp([features, *cfg.encoder_hidden])
-        width = cfg.encoder_hidden[-1] if cfg.encoder_hidden else features
-        self.mu = nn.Linear(width, cfg.latent_dim)
-        self.logvar = nn.Linear(width, cfg.latent_dim)
+        features = self._reader(options)
+        self.norm = nn.LayerNorm(features) if options.layernorm else None
+        self.hidden = _mlp([features, *options.dense])
+        width = options.dense[-1] if options.dense else features
+        self.mu = nn.Linear(width, latent_dim)
+        self.logvar = nn.Linear(width, latent_dim)
 
-    def _reader(self, cfg: ModelConfig) -> int:
+    def _reader(self, options: MLPOptions | LSTMOptions) -> int:
         """Build the layers that read the image; returns the number of features they give."""
         raise NotImplementedError
 
@@ -60,7 +60,7 @@ class Encoder(nn.Module):
             h = self.norm(h)
         h = self.hidden(h)
         mu = self.mu(h)
-        if self.cfg.relu_on_mu:
+        if self.options.relu_on_mu:
             mu = torch.relu(mu)  # the published code's flaw, kept only in the `original` preset
         return mu, self.logvar(h)
 
@@ -68,7 +68,7 @@ class Encoder(nn.Module):
 class MLPEncoder(Encoder):
     """``encoder = "mlp"``: the flat image [B, 784] feeds the dense layers."""
 
-    def _reader(self, cfg: ModelConfig) -> int:
+    def _reader(self, options: MLPOptions | LSTMOptions) -> int:
         return IMAGE_SIZE * IMAGE_SIZE
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,25 +78,28 @@ class MLPEncoder(Encoder):
 class LSTMEncoder(Encoder):
     """``encoder = "lstm"``: an LSTM reads the 28 rows; ``readout`` picks what of it feeds the code."""
 
-    def _reader(self, cfg: ModelConfig) -> int:
+    options: LSTMOptions
+
+    def _reader(self, options: MLPOptions | LSTMOptions) -> int:
+        assert isinstance(options, LSTMOptions)
         # One step per image row: 28 steps of 28 pixels.
         self.lstm = nn.LSTM(
             input_size=IMAGE_SIZE,
-            hidden_size=cfg.lstm_hidden,
-            num_layers=cfg.lstm_layers,
+            hidden_size=options.hidden,
+            num_layers=options.layers,
             batch_first=True,
-            bidirectional=cfg.bidirectional,
+            bidirectional=options.bidirectional,
         )
-        width = cfg.lstm_hidden * (2 if cfg.bidirectional else 1)
-        self.attention = nn.Linear(width, 1) if cfg.readout == "attention" else None  # one score per row; softmax over the 28 rows
-        return width * (IMAGE_SIZE if cfg.readout == "all" else 1)
+        width = options.hidden * (2 if options.bidirectional else 1)
+        self.attention = nn.Linear(width, 1) if options.readout == "attention" else None  # one score per row; softmax over the 28 rows
+        return width * (IMAGE_SIZE if options.readout == "all" else 1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self._readout(x)
 
     def _readout(self, x: torch.Tensor) -> torch.Tensor:
         out, (h_n, _) = self._lstm(x)  # out [B, 28, D] (D = H, or 2H both ways); h_n [layers·directions, B, H]
-        readout = self.cfg.readout
+        readout = self.options.readout
         if readout == "all":
             return out.flatten(1)  # [B, 28·D]
         if readout == "mean":
@@ -105,7 +108,7 @@ class LSTMEncoder(Encoder):
             assert self.attention is not None
             return (torch.softmax(self.attention(out), 1) * out).sum(1)  # [B, D]
         # last: the top layer's final state, both directions' when bidirectional
-        return torch.cat([h_n[-2], h_n[-1]], 1) if self.cfg.bidirectional else h_n[-1]
+        return torch.cat([h_n[-2], h_n[-1]], 1) if self.options.bidirectional else h_n[-1]
 
     def _lstm(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         global _cpu_bf16_lstm_unsupported
@@ -123,5 +126,5 @@ class LSTMEncoder(Encoder):
             return self._lstm(x)
 
 
-register("encoder", "lstm", builtin=True)(lambda cfg, options: LSTMEncoder(cfg))
-register("encoder", "mlp", builtin=True)(lambda cfg, options: MLPEncoder(cfg))
+register("encoder", "lstm", LSTMOptions, builtin=True)(lambda cfg, options: LSTMEncoder(cfg.latent_dim, options))
+register("encoder", "mlp", MLPOptions, builtin=True)(lambda cfg, options: MLPEncoder(cfg.latent_dim, options))

@@ -1,8 +1,8 @@
 """The model registry, a dict and a decorator: ``REGISTRY[role][kind]`` is the :class:`Plugin` that builds that kind.
 
-Kinds register through :func:`register` (built-in ones as models/encoder.py and decoder.py are imported, installed ones through
-entry points of the group ``mnist_vae.models``). Nothing is checked on import: a run's entry (:func:`plugin_records`) and the
-model factory check a config's kinds and options, and the factory a plugin's module against the contract (docs/plugins.md)."""
+Kinds register through :func:`register` (built-in ones as models/encoder.py and decoder.py are imported, installed ones by entry
+points of the group ``mnist_vae.models``). Nothing is checked on import: a run's entry (:func:`plugin_records`) and the model
+factory check a plugin's kind and options, and the factory its module against the contract (docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ from ..fields import build, first_line
 #: ``build(cfg, options) -> nn.Module``: the model config and an instance of the kind's options dataclass.
 Builder = Callable[[ModelConfig, Any], nn.Module]
 Decorator = Callable[[Builder], Builder]
-PLUGIN_GROUP = "mnist_vae.models"
-log = logging.getLogger(__name__)
+PLUGIN_GROUP, log = "mnist_vae.models", logging.getLogger(__name__)
 _loaded: dict[str, str | None] = {}  # entry point -> None (loaded) or why it failed to load
 _loading: list[Any] = []  # the entry points being loaded: what registers meanwhile is theirs
 _NoOptions = dataclasses.make_dataclass("NoOptions", [], frozen=True)
@@ -148,8 +147,9 @@ def plugin_records(cfg: ModelConfig) -> dict[str, dict[str, Any]]:
 
 def _resolve(role: str, cfg: ModelConfig) -> tuple[Plugin, Any]:
     """The plugin of ``cfg``'s ``role`` kind and the options its build gets; a bad kind or option is a one-line error."""
-    plugin = get_plugin(role, getattr(cfg, role))
-    return plugin, build(plugin.options or _NoOptions, getattr(cfg, f"{role}_options").to_plain(), f"{role}_options of {plugin.describe()}")
+    plugin, given = get_plugin(role, getattr(cfg, role)), getattr(cfg, f"{role}_options")  # a built-in kind's: checked in the config
+    where = f"{role}_options of {plugin.describe()}"
+    return plugin, given if plugin.builtin else build(plugin.options or _NoOptions, given.to_plain(), where)
 
 
 def _build(role: str, cfg: ModelConfig) -> nn.Module:
