@@ -31,7 +31,7 @@ from .fields import (
     toml_key,
     toml_value,
 )
-from .kinds import BUILTIN, LEGACY, ConvOptions, LSTMOptions, migrate
+from .kinds import BUILTIN, DEFAULT_KINDS, LEGACY, ConvOptions, LSTMOptions, migrate
 from .kinds import IMAGE_SIZE as IMAGE_SIZE
 
 if sys.version_info >= (3, 11):
@@ -64,10 +64,10 @@ class ModelConfig:
     by its own dataclass (checked by the model factory; docs/plugins.md).
     """
 
-    encoder: str = "lstm"
+    encoder: str = DEFAULT_KINDS["encoder"]
     encoder_options: Any = field(default_factory=LSTMOptions)
     latent_dim: int = 16
-    decoder: str = "conv"
+    decoder: str = DEFAULT_KINDS["decoder"]
     decoder_options: Any = field(default_factory=ConvOptions)
 
     def __post_init__(self) -> None:

@@ -147,7 +147,8 @@ LEGACY: dict[str, tuple[str, str]] = {
     "dropout": ("decoder", "dropout"),
     "dropout_where": ("decoder", "dropout_where"),
 }
-_DEFAULTS = {"encoder": "lstm", "decoder": "conv"}
+#: The kinds a config names when it names none.
+DEFAULT_KINDS = {"encoder": "lstm", "decoder": "conv"}
 
 
 def _default(role: str, option: str) -> Any:
@@ -168,7 +169,7 @@ def migrate(model: dict[str, Any], source: str = "config") -> dict[str, Any]:
     for role in ("encoder", "decoder"):
         given = out.get(f"{role}_options") or {}
         options = dict(given) if isinstance(given, dict) else given
-        kind = out.get(role, _DEFAULTS[role])
+        kind = out.get(role, DEFAULT_KINDS[role])
         cls = BUILTIN[role].get(kind) if isinstance(kind, str) else None
         names = {f.name for f in fields(cls)} if cls else set()
         for key in old:
